@@ -1,0 +1,1 @@
+"""Data: fetching, the canonical box table, format readers/writers, splitting, torch datasets."""
