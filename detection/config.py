@@ -38,9 +38,8 @@ class FetchParams(_Section):
 
 
 class ConvertParams(_Section):
-    src: Path = Path("data/raw")
     out: Path = Path("data/interim")
-    format: Literal["gtsdb", "voc", "coco", "csv"] = "gtsdb"
+    format: Literal["gtsdb", "voc", "coco", "csv"] | None = Field(None, description="source format; default: the dataset config's")
     on_error: Literal["raise", "skip"] = Field("raise", description="bad boxes: stop, or skip and count them")
 
 
@@ -94,7 +93,6 @@ class VideoParams(_Section):
     weights: Path = Path("models/model.onnx")
     out: Path = Path("reports/video")
     threshold: float = Field(0.5, ge=0, le=1)
-    track: bool = False
     max_frames: int | None = None
 
 
@@ -118,6 +116,9 @@ class DatasetConfig(_Section):
     name: str
     format: Literal["gtsdb", "voc", "coco", "csv"]
     names: list[str] = Field(description="class names, in label-id order (id 1 is names[0])")
+    root: Path = Field(Path("data/raw"), description="images root: image paths in the tables are relative to it")
+    train: Path = Field(Path("data/processed/train.csv"), description="canonical table of the train split")
+    valid: Path = Field(Path("data/processed/valid.csv"), description="canonical table of the valid split")
     source: str | None = None
     sha256: str | None = None
 

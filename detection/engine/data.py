@@ -1,0 +1,99 @@
+"""Torch datasets over the canonical table, with albumentations augmentation for training."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from detection.data.table import as_arrays, boxes_of, check_labels, images, label_ids
+from detection.errors import DetectionError
+
+
+def read_image_rgb(path: Path) -> np.ndarray:
+    """An image file as an RGB uint8 array; a DetectionError naming the file if it cannot be decoded."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        hint = "the file is missing" if not path.exists() else "the file is corrupt or not an image"
+        raise DetectionError(f"cannot read image {path}", hint=hint)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def train_augmentation(hflip: float = 0.0) -> A.Compose:
+    """Photometric jitter and mild scale/shift; boxes follow (pascal_voc = x1,y1,x2,y2 pixels)."""
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=hflip),
+            A.Affine(scale=(0.8, 1.2), translate_percent=(-0.08, 0.08), p=0.5, border_mode=cv2.BORDER_CONSTANT),
+            A.RandomBrightnessContrast(0.25, 0.25, p=0.7),
+            A.HueSaturationValue(5, 20, 20, p=0.5),
+        ],
+        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.4, clip=True),
+    )
+
+
+class DetectionDataset(Dataset):
+    """Images and targets of a canonical table: ``(CHW float tensor in [0,1], {"boxes", "labels", "image_id"})``."""
+
+    def __init__(self, table: pd.DataFrame, root: Path, class_names: Sequence[str], transform: A.Compose | None = None) -> None:
+        check_labels(table, class_names, source="annotation table")
+        self.root = Path(root)
+        self.ids = label_ids(class_names)
+        self.images = images(table)
+        self.groups = boxes_of(table)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def read(self, name: str) -> np.ndarray:
+        """The RGB image ``name`` (relative to the root)."""
+        return read_image_rgb(self.root / name)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        name = self.images.at[index, "image"]
+        img = self.read(name)
+        boxes, labels = as_arrays(self.groups[name], self.ids)
+        if self.transform is not None:
+            out = self.transform(image=img, bboxes=boxes, labels=labels)
+            img = out["image"]
+            boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
+            labels = np.asarray(out["labels"], dtype=np.int64)
+        tensor = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
+        target = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels), "image_id": index}
+        return tensor, target
+
+
+def collate(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+    images_, targets = zip(*batch, strict=True)
+    return list(images_), list(targets)
+
+
+def make_loader(dataset: Dataset, batch: int, shuffle: bool, workers: int, seed: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=shuffle,
+        num_workers=workers,
+        collate_fn=collate,
+        generator=generator,
+        persistent_workers=workers > 0,
+    )
+
+
+def check_images_exist(table: pd.DataFrame, root: Path, source: str) -> None:
+    """Fail early, naming the first missing image and the root it was looked for in."""
+    missing = [n for n in images(table)["image"] if not (root / n).is_file()]
+    if missing:
+        raise DetectionError(
+            f"{source}: {len(missing)} image(s) not found under {root}, e.g. {root / missing[0]}",
+            hint="check `root` in the dataset config, or run the fetch stage",
+        )

@@ -1,0 +1,99 @@
+"""The pipeline's stages, in order, and how each one is called from ``params.yaml``.
+
+This is the one place that maps a stage name to its library function and its params section.
+The CLI verbs, ``dvc.yaml`` (which runs the CLI verbs) and the Prefect flow (which runs
+``dvc repro`` per stage) all follow ``STAGES``; a test keeps them in step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from detection.config import Params, load_dataset_config
+
+log = logging.getLogger(__name__)
+
+# (stage name in dvc.yaml and Prefect, CLI verb)
+STAGES: tuple[tuple[str, str], ...] = (
+    ("fetch", "fetch"),
+    ("convert", "convert"),
+    ("split", "split"),
+    ("train", "train"),
+    ("evaluate", "evaluate"),
+    ("export", "export"),
+    ("infer-video", "video"),
+)
+STAGE_NAMES: tuple[str, ...] = tuple(name for name, _ in STAGES)
+
+
+def fetch(p: Params) -> Any:
+    from detection.data.fetch import fetch as run
+
+    return run(p.fetch.source, p.fetch.dest, sha256=p.fetch.sha256, sample=p.fetch.sample)
+
+
+def convert(p: Params) -> Any:
+    from detection.data.convert import convert as run
+
+    data = load_dataset_config(p.data)
+    return run(data.root, p.convert.out, data.format if p.convert.format is None else p.convert.format, data.names, p.convert.on_error)
+
+
+def split(p: Params) -> Any:
+    from detection.data.split import split as run
+
+    return run(p.split.annotations, p.split.out, valid=p.split.valid, seed=p.split.seed)
+
+
+def train(p: Params, resume: bool = False) -> Any:
+    from detection.engine.train import train as run
+
+    return run(load_dataset_config(p.data), p.model, p.train, resume=resume)
+
+
+def evaluate(p: Params) -> Any:
+    from detection.engine.evaluate import evaluate as run
+
+    e = p.evaluate
+    return run(e.weights, load_dataset_config(p.data), e.out, e.metrics, score_threshold=e.score_threshold, samples=e.samples)
+
+
+def export(p: Params) -> Any:
+    from detection.data.table import images, read_table
+    from detection.export.onnx import export_onnx
+
+    data = load_dataset_config(p.data)
+    names = images(read_table(data.valid))["image"].head(p.export.check_images)
+    return export_onnx(p.export.weights, p.export.out, [data.root / n for n in names], opset=p.export.opset, atol=p.export.atol, report=p.export.report)
+
+
+def infer_video(p: Params) -> Any:
+    from detection.inference.video import infer_video as run
+
+    v = p.video
+    source = Path(p.fetch.dest) / "sample.mp4" if v.source == "sample" else Path(v.source)
+    return run(source, v.weights, v.out, threshold=v.threshold, max_frames=v.max_frames)
+
+
+RUNNERS: dict[str, Callable[[Params], Any]] = {
+    "fetch": fetch,
+    "convert": convert,
+    "split": split,
+    "train": train,
+    "evaluate": evaluate,
+    "export": export,
+    "infer-video": infer_video,
+}
+
+
+def run_stage(name: str, params: Params, **kwargs: Any) -> Any:
+    """Run stage ``name`` with ``params``, logging its wall time."""
+    started = time.perf_counter()
+    log.info("stage %s: start", name)
+    result = RUNNERS[name](params, **kwargs)
+    log.info("stage %s: done in %.1f s", name, time.perf_counter() - started)
+    return result
