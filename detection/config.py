@@ -38,9 +38,11 @@ class FetchParams(_Section):
 
 
 class ConvertParams(_Section):
+    src: Path | None = Field(None, description="annotations/images folder; default: the dataset config's root")
     out: Path = Path("data/interim")
     format: Literal["gtsdb", "voc", "coco", "csv"] | None = Field(None, description="source format; default: the dataset config's")
     on_error: Literal["raise", "skip"] = Field("raise", description="bad boxes: stop, or skip and count them")
+    to: list[Literal["csv", "voc", "coco", "gtsdb"]] = Field(["csv", "voc", "coco"], description="formats written")
 
 
 class SplitParams(_Section):
@@ -77,6 +79,7 @@ class EvaluateParams(_Section):
     metrics: Path = Path("reports/metrics.json")
     score_threshold: float = Field(0.5, ge=0, le=1, description="threshold of the drawn sample predictions")
     samples: int = Field(4, ge=0, description="sample images drawn with predictions")
+    device: str = "auto"
 
 
 class ExportParams(_Section):

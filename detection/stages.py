@@ -39,8 +39,9 @@ def fetch(p: Params) -> Any:
 def convert(p: Params) -> Any:
     from detection.data.convert import convert as run
 
-    data = load_dataset_config(p.data)
-    return run(data.root, p.convert.out, data.format if p.convert.format is None else p.convert.format, data.names, p.convert.on_error)
+    data, c = load_dataset_config(p.data), p.convert
+    src = data.root if c.src is None else c.src
+    return run(src, c.out, data.format if c.format is None else c.format, data.names, c.on_error, to=c.to)
 
 
 def split(p: Params) -> Any:
@@ -59,7 +60,7 @@ def evaluate(p: Params) -> Any:
     from detection.engine.evaluate import evaluate as run
 
     e = p.evaluate
-    return run(e.weights, load_dataset_config(p.data), e.out, e.metrics, score_threshold=e.score_threshold, samples=e.samples)
+    return run(e.weights, load_dataset_config(p.data), e.out, e.metrics, score_threshold=e.score_threshold, samples=e.samples, device=e.device)
 
 
 def export(p: Params) -> Any:

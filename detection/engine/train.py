@@ -28,7 +28,7 @@ from detection.engine.data import DetectionDataset, check_images_exist, make_loa
 from detection.engine.evaluate import coco_metrics, run_inference
 from detection.errors import DetectionError
 from detection.io import atomic_path, write_json
-from detection.models import build_model
+from detection.models import build_model, get_spec
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ def _plot_history(history: pd.DataFrame, path: Path) -> None:
 
 def train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, resume: bool = False) -> dict[str, Any]:
     """The train stage: fit ``model_params.name`` on ``data.train``, select on ``data.valid``; return a summary."""
+    get_spec(model_params.name)  # an unknown model name fails before any data is read
     seed_everything(params.seed)
     device = resolve_device(params.device)
     train_table, valid_table = read_table(data.train), read_table(data.valid)

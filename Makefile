@@ -1,0 +1,52 @@
+# Quick start: `make pipeline` (everything, on the built-in sample, CPU) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+# The venv's tools (detection, dvc, prefect, pytest) first on PATH, for dvc.yaml's commands too.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Offline and private: no telemetry from DVC or Prefect.
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: help install pipeline repro flow test test-slow test-all bench clean
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)  ## create .venv if missing and install the project (pip install -e .[dev])
+
+pipeline: install  ## run every stage of the default pipeline (dvc repro), printing each stage's time
+	@start=$$(date +%s); dvc repro && dvc metrics show && echo "pipeline: done in $$(( $$(date +%s) - start )) s"
+
+repro: pipeline
+
+flow: install  ## run the same stages as Prefect task runs (ephemeral API, no server)
+	python -m flows.pipeline
+
+test: install  ## the default test suite (< 15 min on 2 cores)
+	python -m pytest
+
+test-slow: install  ## only the slow tests (full pipeline through DVC and Prefect)
+	python -m pytest -m slow
+
+test-all: install  ## every test, slow ones included
+	python -m pytest -m "slow or not slow"
+
+bench: install  ## benchmarks (print and write JSON under reports/bench)
+	python -m pytest -m bench -s
+
+clean:  ## remove pipeline outputs (not the DVC cache or .venv)
+	rm -rf data/raw data/interim data/processed models reports

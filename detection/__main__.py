@@ -1,0 +1,3 @@
+from detection.cli import main
+
+main()
