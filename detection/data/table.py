@@ -94,6 +94,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DetectionError(f"annotation table not found: {path}", hint="run the `convert` stage first")
     try:
         df = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in BOX_COLUMNS})
+    except pd.errors.EmptyDataError:
+        raise DetectionError(f"{path}: the file is empty", hint="re-run the stage that writes it") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DetectionError(f"{path}: not a readable CSV ({exc})") from None
     try:

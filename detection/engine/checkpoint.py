@@ -27,8 +27,8 @@ META_KEYS = ("format", "model_name", "class_names", "imgsz", "epoch", "metrics",
 def versions() -> dict[str, str]:
     return {
         "detection": detection.__version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
         "python": platform.python_version(),
     }
 

@@ -26,8 +26,11 @@ def read_image_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def train_augmentation(hflip: float = 0.0) -> A.Compose:
-    """Photometric jitter and mild scale/shift; boxes follow (pascal_voc = x1,y1,x2,y2 pixels)."""
+def train_augmentation(hflip: float = 0.0, seed: int = 0) -> A.Compose:
+    """Photometric jitter and mild scale/shift; boxes follow (pascal_voc = x1,y1,x2,y2 pixels).
+
+    Seeded: albumentations keeps its own random generator, which ``np.random.seed`` does not touch.
+    """
     return A.Compose(
         [
             A.HorizontalFlip(p=hflip),
@@ -36,6 +39,7 @@ def train_augmentation(hflip: float = 0.0) -> A.Compose:
             A.HueSaturationValue(5, 20, 20, p=0.5),
         ],
         bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.4, clip=True),
+        seed=seed,
     )
 
 
