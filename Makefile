@@ -46,7 +46,7 @@ test-all: install  ## every test, slow ones included
 	python -m pytest -m "slow or not slow"
 
 bench: install  ## benchmarks (print and write JSON under reports/bench)
-	python -m pytest -m bench -s
+	python -m pytest -m bench -s benchmarks
 
 clean:  ## remove pipeline outputs (not the DVC cache or .venv)
 	rm -rf data/raw data/interim data/processed models reports

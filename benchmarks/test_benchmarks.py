@@ -1,0 +1,18 @@
+"""`make bench` (pytest -m bench benchmarks): run the benchmark scripts; they print and write JSON."""
+
+import pytest
+
+pytestmark = pytest.mark.bench
+
+
+def test_train_step() -> None:
+    from benchmarks.train_step import main
+
+    assert main(["--iters", "10"])["median_s_per_iter"] > 0
+
+
+def test_pipeline() -> None:
+    from benchmarks.pipeline import main
+
+    result = main([])
+    assert result["noop_ran"] == []
