@@ -1,0 +1,153 @@
+"""export_onnx(): a checked .onnx with metadata, and a torch-vs-onnxruntime parity report on real images."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import detection.export.onnx as export_mod
+from detection.data.sample import make_sample
+from detection.engine.checkpoint import save_checkpoint
+from detection.errors import DetectionError
+from detection.export.onnx import export_onnx, match_detections
+from detection.inference.predictor import ONNX_META, Detections, Predictor
+from detection.models import build_model
+
+CLASS_NAMES = ["car", "person", "sign"]
+CAR_VIDEO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "videos" / "car-detection.mp4"
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Real images of several sizes: two sample images (160x96), the first one resized to 320x192,
+    80x48 and 120x200 (portrait; resized x1.6 inside the model, a size that plain torchvision tracing
+    gets one pixel short), so that the dynamic height/width of the graph is exercised, and a frame of
+    the shared car video (768x432) when it is present."""
+    sample = make_sample(tmp_path_factory.mktemp("sample") / "sample", images=2, width=160, height=96, video_frames=0)
+    paths = sorted(sample.glob("*.ppm"))
+    img = cv2.imread(str(paths[0]))
+    for name, size in (("big.png", (320, 192)), ("small.png", (80, 48)), ("portrait.png", (120, 200))):
+        cv2.imwrite(str(sample / name), cv2.resize(img, size, interpolation=cv2.INTER_AREA))
+        paths.append(sample / name)
+    cap = cv2.VideoCapture(str(CAR_VIDEO))
+    ok, frame = cap.read()
+    cap.release()
+    if ok:
+        cv2.imwrite(str(sample / "car.png"), frame)
+        paths.append(sample / "car.png")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained fasterrcnn_tiny checkpoint (random boxes: fine for parity)."""
+    torch.manual_seed(0)
+    model = build_model("fasterrcnn_tiny", num_classes=len(CLASS_NAMES) + 1, imgsz=320)
+    path = tmp_path_factory.mktemp("models") / "best.pt"
+    return save_checkpoint(path, model, model_name="fasterrcnn_tiny", class_names=CLASS_NAMES, imgsz=320, epoch=3, params={})
+
+
+@pytest.fixture(scope="module")
+def exported(weights: Path, images: list[Path]) -> tuple[Path, Path, dict]:
+    out, report = weights.parent / "model.onnx", weights.parent / "reports" / "export.json"
+    return out, report, export_onnx(weights, out, images, opset=17, atol=1e-3, report=report)
+
+
+def test_report(exported: tuple[Path, Path, dict], images: list[Path], weights: Path) -> None:
+    out, report_path, report = exported
+    assert report["ok"] is True
+    assert json.loads(report_path.read_text()) == json.loads(json.dumps(report))
+    assert report["opset"] == 17 and report["atol"] == 1e-3 and "dynamo=False" in report["exporter"]
+    assert report["providers"] == ["CPUExecutionProvider"]
+    assert report["file_size_bytes"] == out.stat().st_size > 0
+    assert [r["image"] for r in report["images"]] == [str(p) for p in images]
+    for row in report["images"]:
+        assert row["ok"] and row["torch_detections"] == row["onnx_detections"] > 0 and row["unpaired"] == 0
+        assert row["max_box_diff_px"] <= 1e-3 and row["max_score_diff"] <= 1e-3
+    assert report["max_box_diff_px"] == max(r["max_box_diff_px"] for r in report["images"])
+    assert {(r["width"], r["height"]) for r in report["images"]} >= {(160, 96), (320, 192), (80, 48), (120, 200)}
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "no temp files left behind"
+
+
+def test_onnx_file_checks_loads_and_carries_metadata(exported: tuple[Path, Path, dict], weights: Path) -> None:
+    out = exported[0]
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props[ONNX_META["class_names"]]) == CLASS_NAMES
+    assert props[ONNX_META["imgsz"]] == "320" and props[ONNX_META["model_name"]] == "fasterrcnn_tiny"
+    assert props[ONNX_META["source"]] == str(weights)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["image"] and [o.name for o in sess.get_outputs()] == ["boxes", "labels", "scores"]
+    assert sess.get_inputs()[0].shape == [3, "height", "width"]
+    boxes, labels, scores = sess.run(None, {"image": np.random.default_rng(0).random((3, 150, 250), dtype=np.float32)})
+    assert boxes.shape == (len(labels), 4) and scores.shape == labels.shape and labels.dtype == np.int64
+    assert sess.get_modelmeta().custom_metadata_map[ONNX_META["class_names"]] == json.dumps(CLASS_NAMES)
+
+
+def test_parity_failure_raises_with_the_numbers_and_keeps_no_model(
+    weights: Path, images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_load = export_mod.load_predictor
+
+    def shifted(path: Path, device: str = "cpu") -> Predictor:  # an ONNX model whose boxes are 0.5 px off
+        pred = real_load(path, device)
+        return replace(pred, run=lambda chw: (lambda b, l, s: (b + 0.5, l, s))(*pred.run(chw)))
+
+    monkeypatch.setattr(export_mod, "load_predictor", shifted)
+    out, report = tmp_path / "model.onnx", tmp_path / "export.json"
+    with pytest.raises(DetectionError, match=r"ONNX parity failed .* box diff 0\.5 px") as err:
+        export_onnx(weights, out, images[:1], report=report)
+    assert "atol 0.001" in str(err.value) and str(report) in str(err.value)
+    assert not out.exists(), "a model that fails parity must not be written"
+    assert json.loads(report.read_text())["ok"] is False
+
+
+def test_match_detections_pairs_ties_in_any_order() -> None:
+    a = Detections(np.array([[0, 0, 10, 10], [5, 5, 20, 20]], np.float32), np.array([0.5, 0.5], np.float32), np.array([1, 2]), ["a", "b"])
+    b = Detections(a.boxes[::-1] + 1e-4, a.scores[::-1], a.labels[::-1], a.names[::-1])
+    box, score, unpaired = match_detections(a, b)
+    assert box == pytest.approx(1e-4, abs=1e-6) and score == 0 and unpaired == 0
+    c = Detections(a.boxes[:1], a.scores[:1], np.array([2]), ["b"])  # a's first box, with a's second label
+    box, score, unpaired = match_detections(a, c)  # pairs only within a label: a[1] with c[0], a[0] unpaired
+    assert (box, unpaired) == (10.0, 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"out_name": "model.bin"}, "must end in .onnx"),
+        ({"no_images": True}, "at least one real image"),
+        ({"opset": 10}, "opset 10 is too old"),
+        ({"missing_image": True}, "cannot read image .*absent.png"),
+    ],
+)
+def test_user_errors(weights: Path, images: list[Path], tmp_path: Path, kwargs: dict, message: str) -> None:
+    out = tmp_path / kwargs.get("out_name", "model.onnx")
+    check = [] if kwargs.get("no_images") else [tmp_path / "absent.png"] if kwargs.get("missing_image") else images[:1]
+    with pytest.raises(DetectionError, match=message):
+        export_onnx(weights, out, check, opset=kwargs.get("opset", 17))
+    assert not out.exists()
+
+
+def test_missing_checkpoint(tmp_path: Path, images: list[Path]) -> None:
+    with pytest.raises(DetectionError, match="checkpoint not found: .*nothing.pt"):
+        export_onnx(tmp_path / "nothing.pt", tmp_path / "model.onnx", images[:1])
+
+
+def test_graph_returns_empty_outputs_when_nothing_passes(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("fasterrcnn_tiny", num_classes=2, imgsz=320).eval()
+    model.roi_heads.score_thresh = 0.99  # an untrained model scores ~0.2: no detection survives
+    export_mod.export_graph(model, tmp_path / "empty.onnx", torch.rand(3, 96, 160), opset=17)
+    sess = ort.InferenceSession(str(tmp_path / "empty.onnx"), providers=["CPUExecutionProvider"])
+    boxes, labels, scores = sess.run(None, {"image": np.random.default_rng(0).random((3, 120, 200), dtype=np.float32)})
+    assert boxes.shape == (0, 4) and labels.shape == scores.shape == (0,)
