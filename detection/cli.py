@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -174,10 +173,7 @@ def evaluate(
     p = _params(params, data, evaluate={"weights": weights, "out": out_dir, "score_threshold": threshold, "device": device})
     metrics = _run("evaluate", p)
     _show("evaluate", metrics)
-    per_class = Table("class", "AP@[.5:.95]", "AP@0.5", title="per class", title_justify="left")
-    for name, v in metrics["per_class"].items():
-        per_class.add_row(name, *("-" if v[k] is None else f"{v[k]:.3f}" for k in ("ap", "ap50")))
-    out.print(per_class)
+    _print_per_class(metrics["per_class"])
 
 
 @app.command()
@@ -221,6 +217,40 @@ def predict(
 
 
 @app.command()
+def metrics(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Summarise the pipeline's metrics files (train, evaluate, export, video) in one table."""
+    p = load_params(params)
+    files = {
+        "train": (p.train.reports / "summary.json", ["best_epoch", "best_val_map", "best_val_map50", "train_seconds"]),
+        "evaluate": (p.evaluate.metrics, ["map", "map50", "map75", "images", "boxes"]),
+        "export": (p.export.report, ["ok", "max_box_diff_px", "max_score_diff", "opset"]),
+        "infer-video": (p.video.out / "metrics.json", ["frames", "fps_model", "fps_end_to_end", "backend"]),
+    }
+    table = Table("stage", "metric", "value", title="pipeline metrics", title_justify="left")
+    for stage, (path, keys) in files.items():
+        if not Path(path).is_file():
+            table.add_row(stage, f"({path} not written yet)", "")
+            continue
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+        for key in keys:
+            value = values.get(key)
+            table.add_row(stage, key, f"{value:.4g}" if isinstance(value, float) else str(value))
+            stage = ""
+    out.print(table)
+    evaluated = Path(p.evaluate.metrics)
+    if evaluated.is_file():
+        per_class = json.loads(evaluated.read_text(encoding="utf-8")).get("per_class", {})
+        _print_per_class(per_class)
+
+
+def _print_per_class(per_class: dict[str, dict[str, float | None]]) -> None:
+    table = Table("class", "AP@[.5:.95]", "AP@0.5", title="per class (valid split)", title_justify="left")
+    for name, v in per_class.items():
+        table.add_row(name, *("-" if v.get(k) is None else f"{v[k]:.3f}" for k in ("ap", "ap50")))
+    out.print(table)
+
+
+@app.command()
 def models(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """List the registered detectors."""
     from detection.models import available
@@ -236,20 +266,23 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one ``error:`` line and exit status 2."""
+    """Console entry point: user errors (ours and bad usage) become one ``error:`` line and exit status 2."""
     try:
         app(args=argv, prog_name="detection", standalone_mode=False)
     except DetectionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except typer.TyperException as exc:  # typer's own click: bad option value, unknown verb...
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        ctx = getattr(exc, "ctx", None)
+        see = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"error: {message}{see}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2) or 2)
 
 
 if __name__ == "__main__":

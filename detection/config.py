@@ -88,7 +88,8 @@ class ExportParams(_Section):
     report: Path = Path("reports/export.json")
     opset: int = 17
     check_images: int = Field(3, ge=1)
-    atol: float = Field(1e-3, gt=0, description="max abs difference of boxes (pixels) / scores torch vs ONNX")
+    box_atol: float = Field(0.05, gt=0, description="max abs difference of box corners, torch vs ONNX (pixels)")
+    score_atol: float = Field(1e-3, gt=0, description="max abs difference of scores, torch vs ONNX")
 
 
 class VideoParams(_Section):

@@ -69,7 +69,10 @@ def export(p: Params) -> Any:
 
     data = load_dataset_config(p.data)
     names = images(read_table(data.valid))["image"].head(p.export.check_images)
-    return export_onnx(p.export.weights, p.export.out, [data.root / n for n in names], opset=p.export.opset, atol=p.export.atol, report=p.export.report)
+    return export_onnx(
+        p.export.weights, p.export.out, [data.root / n for n in names], opset=p.export.opset,
+        box_atol=p.export.box_atol, score_atol=p.export.score_atol, report=p.export.report,
+    )
 
 
 def infer_video(p: Params) -> Any:

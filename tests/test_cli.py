@@ -13,7 +13,7 @@ from detection.data.sample import make_sample
 from detection.stages import STAGES
 from tests.conftest import bin_path
 
-VERBS = [verb for _, verb in STAGES] + ["validate", "predict", "models"]
+VERBS = [verb for _, verb in STAGES] + ["validate", "predict", "models", "metrics"]
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -82,3 +82,16 @@ def test_models_json_lists_the_registry() -> None:
     proc = run_cli("models", "--json")
     assert proc.returncode == 0
     assert "fasterrcnn_tiny" in {m["name"] for m in json.loads(proc.stdout)}
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["traing"], "Did you mean 'train'"), (["train", "--epochs", "abc"], "--epochs"), (["validate"], "src")],
+)
+def test_bad_usage_is_one_line_too(args: list[str], needle: str) -> None:
+    _assert_one_line_error(run_cli(*args), needle)
+
+
+def test_metrics_summary_before_and_after_a_run(tmp_path: Path) -> None:
+    proc = run_cli("metrics", "--params", str(tmp_path / "none.yaml"), cwd=tmp_path)
+    assert proc.returncode == 0 and "not written yet" in proc.stdout

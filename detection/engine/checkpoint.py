@@ -19,6 +19,7 @@ import detection
 from detection.errors import DetectionError
 from detection.io import atomic_path
 from detection.models import build_model
+from detection.models.weights import safe_load
 
 FORMAT = "detection-checkpoint/1"
 META_KEYS = ("format", "model_name", "class_names", "imgsz", "epoch", "metrics", "params", "versions")
@@ -69,13 +70,7 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint (safe: ``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DetectionError(f"checkpoint not found: {path}", hint="train a model first (`detection train`) or fix the path")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise DetectionError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    ckpt = safe_load(path, "checkpoint", "train a model first (`detection train`) or fix the path")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise DetectionError(
             f"{path}: not a checkpoint of this tool (expected format {FORMAT!r})",

@@ -13,17 +13,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from detection.data.images import read_image_rgb
 from detection.data.table import as_arrays, boxes_of, check_labels, images, label_ids
 from detection.errors import DetectionError
-
-
-def read_image_rgb(path: Path) -> np.ndarray:
-    """An image file as an RGB uint8 array; a DetectionError naming the file if it cannot be decoded."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        hint = "the file is missing" if not path.exists() else "the file is corrupt or not an image"
-        raise DetectionError(f"cannot read image {path}", hint=hint)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def train_augmentation(hflip: float = 0.0, seed: int = 0) -> A.Compose:

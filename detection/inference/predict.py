@@ -22,7 +22,7 @@ from typing import Any
 
 import cv2
 
-from detection.engine.data import read_image_rgb
+from detection.data.images import read_image_rgb
 from detection.errors import DetectionError
 from detection.inference.predictor import load_predictor
 from detection.io import atomic_path

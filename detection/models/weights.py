@@ -16,15 +16,21 @@ import torch
 from detection.errors import DetectionError
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.pt`` file: either a bare state dict or one of our checkpoints (key ``model``)."""
+def safe_load(path: str | Path, what: str, missing_hint: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a DetectionError naming the file if it is
+    missing (with ``missing_hint``) or not a readable torch file of plain tensors and containers."""
     path = Path(path)
     if not path.is_file():
-        raise DetectionError(f"weights file not found: {path}", hint="give a path to a .pt file, or weights: none")
+        raise DetectionError(f"{what} not found: {path}", hint=missing_hint)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise DetectionError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from None
+        raise DetectionError(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})") from None
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.pt`` file: either a bare state dict or one of our checkpoints (key ``model``)."""
+    obj = safe_load(path, "weights file", "give a path to a .pt file, or weights: none")
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict):

@@ -58,14 +58,14 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def exported(weights: Path, images: list[Path]) -> tuple[Path, Path, dict]:
     out, report = weights.parent / "model.onnx", weights.parent / "reports" / "export.json"
-    return out, report, export_onnx(weights, out, images, opset=17, atol=1e-3, report=report)
+    return out, report, export_onnx(weights, out, images, opset=17, box_atol=1e-3, score_atol=1e-3, report=report)
 
 
 def test_report(exported: tuple[Path, Path, dict], images: list[Path], weights: Path) -> None:
     out, report_path, report = exported
     assert report["ok"] is True
     assert json.loads(report_path.read_text()) == json.loads(json.dumps(report))
-    assert report["opset"] == 17 and report["atol"] == 1e-3 and "dynamo=False" in report["exporter"]
+    assert report["opset"] == 17 and report["box_atol_px"] == 1e-3 and report["score_atol"] == 1e-3 and "dynamo=False" in report["exporter"]
     assert report["providers"] == ["CPUExecutionProvider"]
     assert report["file_size_bytes"] == out.stat().st_size > 0
     assert [r["image"] for r in report["images"]] == [str(p) for p in images]
@@ -106,7 +106,7 @@ def test_parity_failure_raises_with_the_numbers_and_keeps_no_model(
     out, report = tmp_path / "model.onnx", tmp_path / "export.json"
     with pytest.raises(DetectionError, match=r"ONNX parity failed .* box diff 0\.5 px") as err:
         export_onnx(weights, out, images[:1], report=report)
-    assert "atol 0.001" in str(err.value) and str(report) in str(err.value)
+    assert "box_atol 0.05 px" in str(err.value) and str(report) in str(err.value)
     assert not out.exists(), "a model that fails parity must not be written"
     assert json.loads(report.read_text())["ok"] is False
 

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from detection.engine.data import read_image_rgb
+from detection.data.images import read_image_rgb
 from detection.errors import DetectionError
 from detection.export.onnx import match_detections
 from detection.inference.predictor import Detections, load_predictor

@@ -22,7 +22,7 @@ def test_unknown_model_suggests_close_names() -> None:
 
 
 def test_tiny_trains_and_predicts_on_a_real_image(sample_dir: Path) -> None:
-    from detection.engine.data import read_image_rgb
+    from detection.data.images import read_image_rgb
 
     img = torch.from_numpy(read_image_rgb(sample_dir / "00000.ppm")).permute(2, 0, 1).float() / 255
     model = build_model("fasterrcnn_tiny", num_classes=6, imgsz=128)
