@@ -27,9 +27,17 @@ ENV = {**os.environ, "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "PREFECT_SERV
        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
 
 
+TOP_LEVEL_SKIP = {".venv", ".git", "data", "models", "reports", ".dvc", "dvc.lock", ".pytest_cache"}
+
+
+def _ignore(folder: str, names: list[str]) -> set[str]:
+    """Skip outputs and environments at the project's top level only (``detection/data`` is code)."""
+    skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+    return skip | (TOP_LEVEL_SKIP & set(names) if Path(folder) == ROOT else set())
+
+
 def copy_project(dest: Path) -> Path:
-    ignore = shutil.ignore_patterns(".venv", "data", "models", "reports", "__pycache__", "*.egg-info", ".dvc", "dvc.lock")
-    shutil.copytree(ROOT, dest, ignore=ignore)
+    shutil.copytree(ROOT, dest, ignore=_ignore)
     (dest / "data").mkdir()
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=dest, check=True, env=ENV)

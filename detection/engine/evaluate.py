@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -22,11 +24,15 @@ from pycocotools.cocoeval import COCOeval
 from torch import nn
 from torch.utils.data import Dataset
 
+from detection.config import DatasetConfig
 from detection.data.coco import to_coco_dict
-from detection.engine.data import make_loader
-
-if TYPE_CHECKING:
-    from detection.config import DatasetConfig
+from detection.data.table import images, read_table, summary
+from detection.engine.checkpoint import load_model
+from detection.engine.data import DetectionDataset, check_images_exist, make_loader
+from detection.engine.device import resolve_device
+from detection.io import atomic_path, write_json
+from detection.viz.draw import draw_detections
+from detection.viz.plots import plot_per_class_ap, plot_pr_curves
 
 log = logging.getLogger(__name__)
 
@@ -95,23 +101,13 @@ def coco_metrics(table: pd.DataFrame, class_names: Sequence[str], detections: li
     return {"map": float(ev.stats[0]), "map50": float(ev.stats[1]), "map75": float(ev.stats[2]), "per_class": per_class, "pr": pr}
 
 
-def _draw_samples(dataset: Dataset, table: pd.DataFrame, detections: list[dict[str, np.ndarray]], names: Sequence[str], out: Path, threshold: float, count: int) -> None:
-    import cv2
-
-    from detection.viz.draw import draw_detections
-
+def _draw_samples(dataset: DetectionDataset, table: pd.DataFrame, detections: list[dict[str, np.ndarray]], names: Sequence[str], out: Path, threshold: float, count: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for name, det in list(zip(images_of(table), detections, strict=True))[:count]:
+    for name, det in list(zip(images(table)["image"], detections, strict=True))[:count]:
         keep = det["scores"] >= threshold
-        rgb = dataset.read(name)  # type: ignore[attr-defined]
+        rgb = dataset.read(name)
         drawn = draw_detections(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), det["boxes"][keep], [names[i - 1] for i in det["labels"][keep]], det["scores"][keep])
         cv2.imwrite(str(out / (Path(name).stem + ".jpg")), drawn)
-
-
-def images_of(table: pd.DataFrame) -> list[str]:
-    from detection.data.table import images
-
-    return list(images(table)["image"])
 
 
 def evaluate(weights: Path, data: DatasetConfig, out: Path, metrics_path: Path, score_threshold: float = 0.5, samples: int = 4, device: str = "auto") -> dict[str, Any]:
@@ -121,15 +117,6 @@ def evaluate(weights: Path, data: DatasetConfig, out: Path, metrics_path: Path, 
     ``out/pr_curve.csv`` (for ``dvc plots``), ``out/pr_curve.png``, ``out/per_class_ap.png`` and
     ``out/samples/*.jpg`` (the first ``samples`` valid images with detections >= ``score_threshold``).
     """
-    import shutil
-
-    from detection.data.table import read_table, summary
-    from detection.engine.checkpoint import load_model
-    from detection.engine.data import DetectionDataset, check_images_exist
-    from detection.engine.train import resolve_device
-    from detection.io import atomic_path, write_json
-    from detection.viz.plots import plot_per_class_ap, plot_pr_curves
-
     dev = resolve_device(device)
     model, meta = load_model(weights, dev)
     names = list(meta["class_names"])

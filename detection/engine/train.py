@@ -25,29 +25,13 @@ from detection.config import DatasetConfig, ModelParams, TrainParams
 from detection.data.table import read_table, summary
 from detection.engine.checkpoint import load_checkpoint, save_checkpoint
 from detection.engine.data import DetectionDataset, check_images_exist, make_loader, train_augmentation
+from detection.engine.device import resolve_device
 from detection.engine.evaluate import coco_metrics, run_inference
-from detection.errors import DetectionError
 from detection.io import atomic_path, write_json
 from detection.models import build_model, get_spec
+from detection.viz.plots import plot_training_curves
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; an unavailable device is a user error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DetectionError(f"unknown device {name!r}", hint="use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DetectionError(f"device {name!r} asked for, but CUDA is not available here", hint="use --device cpu or auto")
-    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -105,12 +89,6 @@ def train_one_epoch(
         count += 1
         bar.set_postfix(loss=f"{sums['loss'] / count:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}")
     return {k: v / max(1, count) for k, v in sums.items()}
-
-
-def _plot_history(history: pd.DataFrame, path: Path) -> None:
-    from detection.viz.plots import plot_training_curves
-
-    plot_training_curves(history, path)
 
 
 def train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, resume: bool = False) -> dict[str, Any]:
@@ -177,7 +155,7 @@ def train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, r
         with atomic_path(reports / "history.csv") as tmp:
             history.to_csv(tmp, index=False, float_format="%.5f")
     history = pd.DataFrame(rows)
-    _plot_history(history, reports / "curves.png")
+    plot_training_curves(history, reports / "curves.png")
     best = history.loc[history["val_map"].idxmax()]
     result = {
         "model": model_params.name,

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from detection.data.sample import make_sample
-
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.conftest import shared_path
 
 
 @pytest.fixture(scope="session")
@@ -26,16 +25,10 @@ def sample(sample_ro: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def gtsdb_real() -> Path:
-    path = SHARED_DATA / "gtsdb"
-    if not (path / "gt.txt").is_file():
-        pytest.skip(f"real GTSDB data not found at {path} (see ../shared/data/README.md)")
-    return path
+    return shared_path("gtsdb", "gt.txt").parent
 
 
 @pytest.fixture
 def bccd_real() -> Path:
-    path = SHARED_DATA / "bccd_voc" / "BCCD"
-    if not (path / "Annotations").is_dir():
-        pytest.skip(f"real BCCD (VOC) data not found at {path} (see ../shared/data/README.md)")
-    return path
+    return shared_path("bccd_voc", "BCCD", "Annotations").parent
 

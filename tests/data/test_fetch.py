@@ -20,8 +20,8 @@ import pytest
 from detection.config import SampleParams
 from detection.data.fetch import cache_path, fetch, sha256sum
 from detection.errors import DetectionError
+from tests.conftest import shared_path
 
-GTSDB = Path("/work/shared/data/gtsdb")
 DATA = {"gt.txt": b"00000.ppm;1;2;30;40;14\n", "ReadMe.txt": b"test data\n", "img/00000.ppm": os.urandom(300_000)}
 TAR_MODES = {".tar": "w", ".tar.gz": "w:gz", ".tgz": "w:gz", ".tar.bz2": "w:bz2", ".tar.xz": "w:xz"}
 
@@ -99,11 +99,11 @@ def test_folder_is_linked_and_replaces_dest(tmp_path: Path, caplog: pytest.LogCa
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folder left
 
 
-@pytest.mark.skipif(not GTSDB.is_dir(), reason=f"the GTSDB copy {GTSDB} exists only on the project's build machine")
 def test_gtsdb_folder(tmp_path: Path) -> None:
-    dest = fetch(str(GTSDB), tmp_path / "raw")
+    gtsdb = shared_path("gtsdb")
+    dest = fetch(str(gtsdb), tmp_path / "raw")
     assert len(list(dest.glob("*.jpg"))) == 900
-    assert (dest / "gt.txt").read_bytes() == (GTSDB / "gt.txt").read_bytes()
+    assert (dest / "gt.txt").read_bytes() == (gtsdb / "gt.txt").read_bytes()
 
 
 @pytest.mark.parametrize("suffix", [".zip", *TAR_MODES])

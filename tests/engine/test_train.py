@@ -8,7 +8,8 @@ import torch
 
 from detection.config import DatasetConfig, ModelParams, TrainParams
 from detection.engine.checkpoint import load_checkpoint, load_model
-from detection.engine.train import resolve_device, train
+from detection.engine.device import resolve_device
+from detection.engine.train import train
 from detection.errors import DetectionError
 
 

@@ -11,9 +11,9 @@ from detection.data.sample import make_sample
 from detection.engine.checkpoint import save_checkpoint
 from detection.export.onnx import export_onnx
 from detection.models import build_model
+from tests.conftest import shared_path
 
 CLASS_NAMES = ["stop", "give_way", "priority_road", "no_entry", "keep_right"]
-SHARED_VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "videos"
 
 
 def random_checkpoint(path: Path) -> Path:
@@ -48,7 +48,4 @@ def model_onnx(checkpoint_pt: Path, sample_dir: Path) -> Path:
 
 @pytest.fixture
 def car_video() -> Path:
-    path = SHARED_VIDEOS / "car-detection.mp4"
-    if not path.is_file():
-        pytest.skip(f"real video not found at {path} (see ../shared/data/README.md)")
-    return path
+    return shared_path("videos", "car-detection.mp4")
