@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from detection.data.problems import Problems
-from detection.data.table import check_labels, empty_table, has_box, images, label_ids, normalize, summary
+from detection.data.table import check_labels, empty_table, has_box, image_rows, images, label_ids, normalize, summary
 from detection.errors import DetectionError
 from detection.io import write_json
 
@@ -97,10 +97,7 @@ def read_coco(
         box = _annotation(ann, where, coco_images, categories, known, problems)
         if box is not None:
             boxes.setdefault(int(ann["image_id"]), []).append(box)
-    rows: list[dict[str, object]] = []
-    empty = {"xmin": math.nan, "ymin": math.nan, "xmax": math.nan, "ymax": math.nan, "label": ""}
-    for image_id, image in coco_images.items():
-        rows += [image | box for box in boxes.get(image_id, [])] or [image | empty]
+    rows = [row for image_id, image in coco_images.items() for row in image_rows(image, boxes.get(image_id, []))]
     df = normalize(pd.DataFrame(rows)) if rows else empty_table()
     problems.log_summary(path)
     return df, {"format": "coco", "source": str(path), "annotations": str(path), **summary(df), **problems.report()}

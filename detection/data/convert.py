@@ -41,8 +41,6 @@ def read_csv(
     problems = Problems(on_error)
     path = Path(path)
     path = path / "annotations.csv" if path.is_dir() else path
-    if path.is_file() and path.stat().st_size == 0:  # read_table lets pandas' EmptyDataError through
-        raise DetectionError(f"{path}: empty file, not an annotation table", hint="write a header line and one row per box")
     df = read_table(path)
     known = None if class_names is None else set(class_names)
     keep: list[dict[str, object]] = []

@@ -16,14 +16,13 @@ as images without a box. A name whose file is absent resolves by stem (``gt.txt`
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from detection.data.problems import Problems, dataset_dir, image_size, images_by_stem, resolve_image
-from detection.data.table import boxes_of, empty_table, has_box, normalize, summary
+from detection.data.table import boxes_of, check_unique_stems, empty_table, has_box, image_rows, normalize, pixel, summary
 from detection.errors import DetectionError
 from detection.io import write_text
 
@@ -113,9 +112,7 @@ def read_gtsdb(
         size = _size(path, sizes, problems)
         if size is None:
             continue
-        base = {"image": (prefix / path.name).as_posix(), "width": size[0], "height": size[1]}
-        empty = {"xmin": math.nan, "ymin": math.nan, "xmax": math.nan, "ymax": math.nan, "label": ""}
-        rows += [base | box for box in boxes.get(stem, [])] or [base | empty]
+        rows += image_rows({"image": (prefix / path.name).as_posix(), "width": size[0], "height": size[1]}, boxes.get(stem, []))
     df = normalize(pd.DataFrame(rows)) if rows else empty_table()
     problems.log_summary(gt)
     report = {"format": "gtsdb", "source": str(root), "annotations": str(gt), **summary(df),
@@ -137,14 +134,10 @@ def write_gtsdb(df: pd.DataFrame, dst: Path) -> Path:
     if unknown:
         raise DetectionError(f"cannot write GTSDB: label(s) {unknown} are not GTSDB class names",
                              hint="GTSDB holds only the 43 official classes (detection.data.gtsdb.GTSDB_CLASSES)")  # fmt: skip
-    stems: dict[str, str] = {}
-    for image in boxes_of(df):
-        other = stems.setdefault(Path(image).stem, image)
-        if other != image:
-            raise DetectionError(f"cannot write GTSDB: images {other} and {image} share the name {Path(image).stem}.ppm")
+    check_unique_stems(boxes_of(df), "GTSDB", ".ppm")
     lines, thin = [], 0
     for row in boxed.itertuples(index=False):
-        left, top, right, bottom = _px(row.xmin), _px(row.ymin), _px(row.xmax) - 1, _px(row.ymax) - 1
+        left, top, right, bottom = pixel(row.xmin), pixel(row.ymin), pixel(row.xmax) - 1, pixel(row.ymax) - 1
         thin += right <= left or bottom <= top
         lines.append(f"{Path(row.image).stem}.ppm;{left};{top};{right};{bottom};{ids[row.label]}")
     if thin:
@@ -181,8 +174,3 @@ def _size(path: Path, cache: dict[Path, tuple[int, int] | None], problems: Probl
     if path not in cache:
         cache[path] = image_size(path, problems)
     return cache[path]
-
-
-def _px(value: float) -> int:
-    """Round a continuous coordinate to the nearest whole pixel (halves up)."""
-    return int(math.floor(value + 0.5))

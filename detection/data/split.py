@@ -31,8 +31,6 @@ def split(annotations: Path, out: Path, valid: float = 0.25, seed: int = 0) -> d
     annotations, out = Path(annotations), Path(out)
     if not 0.0 < valid < 1.0:
         raise DetectionError(f"valid ratio must lie strictly between 0 and 1, got {valid}", hint="set --valid (split.valid in params.yaml), e.g. 0.2")
-    if annotations.is_file() and annotations.stat().st_size == 0:  # read_table lets pandas' EmptyDataError through
-        raise DetectionError(f"{annotations}: empty file, not an annotation table", hint="run the convert stage again")
     df = read_table(annotations)
     boxed = df[has_box(df)]
     if boxed.empty:

@@ -18,7 +18,8 @@ and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,27 @@ from detection.io import atomic_path
 
 COLUMNS = ["image", "width", "height", "xmin", "ymin", "xmax", "ymax", "label", "difficult", "iscrowd"]
 BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
+
+
+def image_rows(image: dict[str, object], boxes: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The table rows of one image (``image``: its ``image``/``width``/``height``): one per box, or
+    one row with empty box fields and label when it has no box."""
+    empty = {"xmin": math.nan, "ymin": math.nan, "xmax": math.nan, "ymax": math.nan, "label": ""}
+    return [image | box for box in boxes] or [image | empty]
+
+
+def pixel(value: float) -> int:
+    """Round a continuous coordinate to the nearest whole pixel (halves up), for formats of integer indices."""
+    return int(math.floor(value + 0.5))
+
+
+def check_unique_stems(image_names: Iterable[str], fmt: str, suffix: str) -> None:
+    """Raise if two images would write the same ``<stem><suffix>`` in a format that names files by stem."""
+    stems: dict[str, str] = {}
+    for image in image_names:
+        other = stems.setdefault(Path(image).stem, image)
+        if other != image:
+            raise DetectionError(f"cannot write {fmt}: images {other} and {image} would share {Path(image).stem}{suffix}")
 
 
 def empty_table() -> pd.DataFrame:
@@ -95,7 +117,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in BOX_COLUMNS})
     except pd.errors.EmptyDataError:
-        raise DetectionError(f"{path}: the file is empty", hint="re-run the stage that writes it") from None
+        raise DetectionError(f"{path}: empty file, not an annotation table", hint="re-run the stage that writes it") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DetectionError(f"{path}: not a readable CSV ({exc})") from None
     try:

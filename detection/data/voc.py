@@ -18,7 +18,7 @@ import pandas as pd
 from lxml import etree
 
 from detection.data.problems import Problems, dataset_dir, image_size, images_by_stem, resolve_image
-from detection.data.table import empty_table, normalize, summary
+from detection.data.table import check_unique_stems, empty_table, image_rows, normalize, pixel, summary
 from detection.errors import DetectionError
 from detection.io import atomic_path
 
@@ -68,10 +68,8 @@ def read_voc(
             continue
         seen[image] = xml
         substituted += path.name != (tree.findtext("filename") or "").strip()
-        base = {"image": image, "width": width, "height": height}
         boxes = [b for obj in tree.iter("object") if (b := _object(obj, xml, width, height, known, problems))]
-        empty = {"xmin": math.nan, "ymin": math.nan, "xmax": math.nan, "ymax": math.nan, "label": ""}
-        rows += [base | box for box in boxes] or [base | empty]
+        rows += image_rows({"image": image, "width": width, "height": height}, boxes)
     if substituted:
         log.info("%s: %d XML file(s) name an image absent from JPEGImages/; used the image with the XML's stem", folder, substituted)
     df = normalize(pd.DataFrame(rows)) if rows else empty_table()
@@ -173,11 +171,7 @@ def write_voc(df: pd.DataFrame, dst_dir: Path) -> Path:
         sizes.setdefault(row["image"], (int(row["width"]), int(row["height"])))
         if row["label"] and not math.isnan(row["xmin"]):
             groups[row["image"]].append(row)
-    stems: dict[str, str] = {}
-    for image in groups:
-        other = stems.setdefault(Path(image).stem, image)
-        if other != image:
-            raise DetectionError(f"cannot write VOC: images {other} and {image} would share {Path(image).stem}.xml")
+    check_unique_stems(groups, "VOC", ".xml")
     thin = 0
     out = Path(dst_dir) / "Annotations"
     with atomic_path(out) as tmp:
@@ -210,13 +204,8 @@ def _to_xml(image: str, width: int, height: int, boxes: list[dict[str, object]])
         etree.SubElement(obj, "truncated").text = "0"
         etree.SubElement(obj, "difficult").text = str(row["difficult"])
         box = etree.SubElement(obj, "bndbox")
-        corners = (_px(row["xmin"]) + 1, _px(row["ymin"]) + 1, _px(row["xmax"]), _px(row["ymax"]))
+        corners = (pixel(row["xmin"]) + 1, pixel(row["ymin"]) + 1, pixel(row["xmax"]), pixel(row["ymax"]))
         thin += corners[2] <= corners[0] or corners[3] <= corners[1]
         for tag, value in zip(CORNERS, corners, strict=True):
             etree.SubElement(box, tag).text = str(value)
     return root, thin
-
-
-def _px(value: float) -> int:
-    """Round a continuous coordinate to the nearest whole pixel (halves up)."""
-    return int(math.floor(value + 0.5))
