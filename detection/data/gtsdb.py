@@ -7,7 +7,7 @@ A box whose ``rightCol <= leftCol`` or ``bottomRow <= topRow`` is a zero/negativ
 (what an annotation tool writes for a click without a drag) and is a problem, like a box outside
 its image, an unknown class id, a malformed line or a missing image.
 
-The images are every ``.ppm/.png/.jpg/.jpeg`` file directly in the folder (not in the crop
+The images are every file of ``IMAGE_SUFFIXES`` (detection.data.images) directly in the folder (not in the crop
 subfolders ``00/``..``42/`` of the official package); those that ``gt.txt`` does not name are kept
 as images without a box. A name whose file is absent resolves by stem (``gt.txt`` names
 ``00000.ppm``, the folder holds ``00000.jpg``).
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from detection.data.images import IMAGE_SUFFIXES
 from detection.data.problems import Problems, dataset_dir, image_size, images_by_stem, resolve_image
 from detection.data.table import boxes_of, check_unique_stems, empty_table, has_box, image_rows, normalize, pixel, summary
 from detection.errors import DetectionError
@@ -67,7 +68,7 @@ def read_gtsdb(
         raise DetectionError(f"{gt}: not a text file ({exc})", hint=LAYOUT_HINT) from None
     by_stem = images_by_stem(folder)
     if not by_stem:
-        raise DetectionError(f"{folder}: no image (.ppm/.png/.jpg/.jpeg) beside gt.txt", hint=LAYOUT_HINT)
+        raise DetectionError(f"{folder}: no image ({'/'.join(IMAGE_SUFFIXES)}) beside gt.txt", hint=LAYOUT_HINT)
     known = None if class_names is None else set(class_names)
     sizes: dict[Path, tuple[int, int] | None] = {}
     chosen: dict[str, Path] = {}  # stem -> the file gt.txt's name resolved to

@@ -9,6 +9,9 @@ import numpy as np
 
 from detection.errors import DetectionError
 
+# Image files the tool reads, in order of preference when several files share a stem (GTSDB's .ppm first).
+IMAGE_SUFFIXES = (".ppm", ".png", ".jpg", ".jpeg", ".bmp")
+
 
 def read_image_rgb(path: Path) -> np.ndarray:
     """An image file as an RGB uint8 array; a DetectionError naming the file if it cannot be decoded."""

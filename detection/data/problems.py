@@ -17,12 +17,12 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from detection.data.images import IMAGE_SUFFIXES
 from detection.errors import DetectionError
 
 log = logging.getLogger(__name__)
 
 ON_ERROR = ("raise", "skip")
-IMAGE_EXTENSIONS = (".ppm", ".png", ".jpg", ".jpeg")  # preference order when several share a stem
 TOLERANCE = 1.0
 SKIP_HINT = "or set on_error: skip to skip it and count it in the report"
 
@@ -112,11 +112,11 @@ def dataset_dir(root: Path, marker: str, kind: str, hint: str) -> Path:
 
 
 def images_by_stem(folder: Path) -> dict[str, list[Path]]:
-    """The image files directly in ``folder``, grouped by stem, each group in ``IMAGE_EXTENSIONS`` order."""
+    """The image files directly in ``folder``, grouped by stem, each group in ``IMAGE_SUFFIXES`` order."""
     out: dict[str, list[Path]] = {}
     if not folder.is_dir():
         return out
-    rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
+    rank = {ext: i for i, ext in enumerate(IMAGE_SUFFIXES)}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() in rank and path.is_file():
             out.setdefault(path.stem, []).append(path)

@@ -22,7 +22,7 @@ from typing import Any
 
 import cv2
 
-from detection.data.images import read_image_rgb
+from detection.data.images import IMAGE_SUFFIXES, read_image_rgb
 from detection.errors import DetectionError
 from detection.inference.predictor import load_predictor
 from detection.io import atomic_path
@@ -30,7 +30,6 @@ from detection.viz.draw import draw_detections
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
 _KEEP_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 

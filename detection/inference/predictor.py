@@ -107,13 +107,10 @@ def load_predictor(weights: Path, device: str = "cpu") -> Predictor:
 
 
 def _load_torch(weights: Path, device: str) -> Predictor:
-    import torch
-
     from detection.engine.checkpoint import load_model
+    from detection.engine.device import resolve_device
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, meta = load_model(weights, device)
+    model, meta = load_model(weights, resolve_device(device))
     return torch_predictor(model, meta, weights)
 
 
