@@ -219,25 +219,28 @@ def predict(
 @app.command()
 def metrics(params: ParamsOpt = Path("params.yaml")) -> None:
     """Summarise the pipeline's metrics files (train, evaluate, export, video) in one table."""
+    from detection.stages import metrics_files
+
     p = load_params(params)
-    files = {
-        "train": (p.train.reports / "summary.json", ["best_epoch", "best_val_map", "best_val_map50", "train_seconds"]),
-        "evaluate": (p.evaluate.metrics, ["map", "map50", "map75", "images", "boxes"]),
-        "export": (p.export.report, ["ok", "max_box_diff_px", "max_score_diff", "opset"]),
-        "infer-video": (p.video.out / "metrics.json", ["frames", "fps_model", "fps_end_to_end", "backend"]),
+    shown = {
+        "train": ["best_epoch", "best_val_map", "best_val_map50", "train_seconds"],
+        "evaluate": ["map", "map50", "map75", "images", "boxes"],
+        "export": ["ok", "max_box_diff_px", "max_score_diff", "opset"],
+        "infer-video": ["frames", "fps_model", "fps_end_to_end", "backend"],
     }
+    files = metrics_files(p)
     table = Table("stage", "metric", "value", title="pipeline metrics", title_justify="left")
-    for stage, (path, keys) in files.items():
+    for stage, path in files.items():
         if not Path(path).is_file():
             table.add_row(stage, f"({path} not written yet)", "")
             continue
         values = json.loads(Path(path).read_text(encoding="utf-8"))
-        for key in keys:
+        for key in shown[stage]:
             value = values.get(key)
             table.add_row(stage, key, f"{value:.4g}" if isinstance(value, float) else str(value))
             stage = ""
     out.print(table)
-    evaluated = Path(p.evaluate.metrics)
+    evaluated = Path(files["evaluate"])
     if evaluated.is_file():
         per_class = json.loads(evaluated.read_text(encoding="utf-8")).get("per_class", {})
         _print_per_class(per_class)

@@ -94,6 +94,16 @@ RUNNERS: dict[str, Callable[[Params], Any]] = {
 }
 
 
+def metrics_files(p: Params) -> dict[str, Path]:
+    """Stage name -> the metrics file it writes (declared as ``metrics`` in ``dvc.yaml``), from params."""
+    return {
+        "train": p.train.reports / "summary.json",
+        "evaluate": p.evaluate.metrics,
+        "export": p.export.report,
+        "infer-video": p.video.out / "metrics.json",
+    }
+
+
 def run_stage(name: str, params: Params, **kwargs: Any) -> Any:
     """Run stage ``name`` with ``params``, logging its wall time."""
     started = time.perf_counter()

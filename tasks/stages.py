@@ -29,8 +29,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
-from detection.config import Params, load_params
+from detection.config import load_params
 from detection.stages import STAGE_NAMES
+from detection.stages import metrics_files as stage_metrics_files  # stage -> file, from params
 
 # Telemetry off for DVC and Prefect in every subprocess the tasks start (the project's policy).
 TELEMETRY_ENV: dict[str, str] = {
@@ -128,20 +129,9 @@ def run_dvc(args: list[str], project_dir: str | Path, log: Any = None, echo: boo
     return returncode, out, err
 
 
-def _metrics_path(stage: str, p: Params) -> Path | None:
-    """The metrics file a stage writes (as declared in ``dvc.yaml``), from ``params.yaml``."""
-    return {
-        "train": p.train.reports / "summary.json",
-        "evaluate": p.evaluate.metrics,
-        "export": p.export.report,
-        "infer-video": p.video.out / "metrics.json",
-    }.get(stage)
-
-
 def metrics_files(project_dir: str | Path = ".") -> dict[str, Path]:
-    """Stage name -> its metrics file (relative to the project), read from ``params.yaml``."""
-    p = load_params(Path(project_dir) / "params.yaml")
-    return {s: path for s in STAGE_NAMES if (path := _metrics_path(s, p)) is not None}
+    """Stage name -> its metrics file (relative to the project), from the project's ``params.yaml``."""
+    return stage_metrics_files(load_params(Path(project_dir) / "params.yaml"))
 
 
 def _cell(v: Any) -> str:

@@ -50,6 +50,9 @@ def test_dvc_repro_end_to_end(tiny_project: Path, cli_env: dict[str, str]) -> No
     assert json.loads((p / "reports/video/metrics.json").read_text())["fps_model"] > 0
     lock = yaml.safe_load((p / "dvc.lock").read_text())
     assert list(lock["stages"]) == list(STAGE_NAMES)
+    summary = subprocess.run([bin_path("detection"), "metrics"], cwd=p, env=cli_env, capture_output=True, text=True, timeout=120)
+    assert summary.returncode == 0 and "not written yet" not in summary.stdout
+    assert f"{metrics['map50']:.4g}" in summary.stdout and "fps_model" in summary.stdout
 
     # Nothing changed: everything is up to date.
     again = dvc(tiny_project, cli_env, "repro")
