@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from detection.data.problems import Problems
-from detection.data.table import check_labels, empty_table, has_box, image_rows, images, label_ids, normalize, summary
+from detection.data.table import BOX_COLUMNS, check_labels, empty_table, has_box, image_rows, images, label_ids, normalize, summary
 from detection.errors import DetectionError
 from detection.io import write_json
 
@@ -179,7 +179,7 @@ def _annotation(
     box = problems.box(where, (x, y, x + w, y + h), int(image["width"]), int(image["height"]), f"bbox={bbox}")
     if box is None:
         return None
-    return dict(zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True)) | {"label": label, **flags}
+    return dict(zip(BOX_COLUMNS, box, strict=True)) | {"label": label, **flags}
 
 
 def _is_int(value: Any) -> bool:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from detection.data.images import IMAGE_SUFFIXES
 from detection.data.problems import Problems, dataset_dir, image_size, images_by_stem, resolve_image
-from detection.data.table import boxes_of, check_unique_stems, empty_table, has_box, image_rows, normalize, pixel, summary
+from detection.data.table import BOX_COLUMNS, boxes_of, check_unique_stems, empty_table, has_box, image_rows, normalize, pixel, summary
 from detection.errors import DetectionError
 from detection.io import write_text
 
@@ -99,7 +99,7 @@ def read_gtsdb(
             continue
         box = problems.box(where, (left, top, right + 1, bottom + 1), size[0], size[1], shown)
         if box is not None:
-            boxes.setdefault(path.stem, []).append(dict(zip(("xmin", "ymin", "xmax", "ymax"), box), label=label))
+            boxes.setdefault(path.stem, []).append(dict(zip(BOX_COLUMNS, box, strict=True), label=label))
     if substituted:
         log.info("%s names %d image(s) by another extension than the file's (e.g. %s -> %s); used the file with the same stem",
                  gt, len(substituted), *substituted[0])  # fmt: skip

@@ -35,7 +35,7 @@ BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
 def image_rows(image: dict[str, object], boxes: list[dict[str, object]]) -> list[dict[str, object]]:
     """The table rows of one image (``image``: its ``image``/``width``/``height``): one per box, or
     one row with empty box fields and label when it has no box."""
-    empty = {"xmin": math.nan, "ymin": math.nan, "xmax": math.nan, "ymax": math.nan, "label": ""}
+    empty = {c: math.nan for c in BOX_COLUMNS} | {"label": ""}
     return [image | box for box in boxes] or [image | empty]
 
 

@@ -18,14 +18,13 @@ import pandas as pd
 from lxml import etree
 
 from detection.data.problems import Problems, dataset_dir, image_size, images_by_stem, resolve_image
-from detection.data.table import check_unique_stems, empty_table, image_rows, normalize, pixel, summary
+from detection.data.table import BOX_COLUMNS, check_unique_stems, empty_table, image_rows, normalize, pixel, summary
 from detection.errors import DetectionError
 from detection.io import atomic_path
 
 log = logging.getLogger(__name__)
 
 LAYOUT_HINT = "a VOC folder holds Annotations/*.xml and JPEGImages/"
-CORNERS = ("xmin", "ymin", "xmax", "ymax")
 
 
 def _parser() -> etree.XMLParser:
@@ -125,7 +124,7 @@ def _object(
         problems.add(where, "missing field <object>/<name>", hint="every <object> needs a <name>")
         return None
     values = []
-    for corner in CORNERS:
+    for corner in BOX_COLUMNS:
         text = (obj.findtext(f"bndbox/{corner}") or "").strip()
         if not text:
             problems.add(where, f"missing field <object>/<bndbox>/<{corner}>", hint="every <object> needs <bndbox> with xmin, ymin, xmax, ymax")
@@ -149,7 +148,7 @@ def _object(
     box = problems.box(where, (xmin - 1, ymin - 1, xmax, ymax), width, height, shown)
     if box is None:
         return None
-    return dict(zip(CORNERS, box, strict=True)) | {"label": label, "difficult": int(difficult_text)}
+    return dict(zip(BOX_COLUMNS, box, strict=True)) | {"label": label, "difficult": int(difficult_text)}
 
 
 def _shown(value: float) -> str:
@@ -206,6 +205,6 @@ def _to_xml(image: str, width: int, height: int, boxes: list[dict[str, object]])
         box = etree.SubElement(obj, "bndbox")
         corners = (pixel(row["xmin"]) + 1, pixel(row["ymin"]) + 1, pixel(row["xmax"]), pixel(row["ymax"]))
         thin += corners[2] <= corners[0] or corners[3] <= corners[1]
-        for tag, value in zip(CORNERS, corners, strict=True):
+        for tag, value in zip(BOX_COLUMNS, corners, strict=True):
             etree.SubElement(box, tag).text = str(value)
     return root, thin

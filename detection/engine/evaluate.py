@@ -42,8 +42,8 @@ def run_inference(model: nn.Module, dataset: Dataset, device: torch.device, batc
     """Detections of ``model`` (eval mode) for every image of ``dataset``, in dataset order."""
     model.eval()
     out: list[dict[str, np.ndarray]] = []
-    for images, _ in make_loader(dataset, batch, shuffle=False, workers=0, seed=0):
-        for det in model([im.to(device) for im in images]):
+    for batch_images, _ in make_loader(dataset, batch, shuffle=False, workers=0, seed=0):
+        for det in model([im.to(device) for im in batch_images]):
             out.append({k: v.detach().cpu().numpy() for k, v in det.items()})
     return out
 
