@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install pipeline repro flow test test-slow test-all bench clean
+.PHONY: help install lock pipeline repro flow test test-slow test-all bench clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -21,12 +21,20 @@ help:  ## list the targets
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# The environment is the lock file's, exactly: pip-sync-like (install the pins, then the project
+# without resolving again), and `pip check` must be clean.
+$(STAMP): requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	@touch $@
 
-install: $(STAMP)  ## create .venv if missing and install the project (pip install -e .[dev])
+install: $(STAMP)  ## create .venv if missing and install the locked environment (requirements.lock) + the project
+
+lock: | $(BIN)/python  ## refresh requirements.lock from pyproject.toml (keeps pins; UPGRADE=1 upgrades all)
+	$(BIN)/python -m pip install --quiet "pip-tools>=7.4"
+	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+		$(if $(UPGRADE),--upgrade,) --output-file requirements.lock pyproject.toml
 
 pipeline: install  ## run every stage of the default pipeline (dvc repro), printing each stage's time and the metrics
 	@start=$$(date +%s); dvc repro && detection metrics && echo "pipeline: done in $$(( $$(date +%s) - start )) s"

@@ -17,9 +17,11 @@ The graph takes one CHW float32 image in [0, 1] (RGB) with dynamic height and wi
 needs (keys in ``detection.inference.predictor.ONNX_META``).
 
 Parity: both backends run on real images through the same ``Predictor`` code (threshold 0, so every
-detection the graph returns is compared). Detections are paired greedily by label and nearest box
-(ties in score may be returned in a different order), then the number of detections must match and
-the largest box difference must be <= ``box_atol`` (pixels) and the largest score difference <= ``score_atol``.
+detection the graph returns is compared), matched by label and IoU (``detection.export.parity``: an
+assignment, not the rank, since near-tied scores come back in either order on another CPU); the
+export fails on a real mismatch: a detection one runtime has and the other has not (other than at the
+detection cap or the score threshold), a box corner more than ``box_atol`` pixels off, or a score more
+than ``score_atol`` off.
 
 One fix to torchvision's traced resize (``_TraceableTransform``, used only while exporting): it
 computes the scale as ``float / tensor``, which the exporter turns into a float32 reciprocal times a
@@ -40,7 +42,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
@@ -52,11 +53,10 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from detection.engine.checkpoint import load_model
 from detection.data.images import read_image_rgb
 from detection.errors import DetectionError
+from detection.export.parity import check_parity, describe_failures
 from detection.inference.predictor import (
     ONNX_INPUT,
     ONNX_OUTPUTS,
-    Detections,
-    Predictor,
     load_predictor,
     onnx_metadata,
     to_chw_float,
@@ -128,61 +128,24 @@ def export_graph(model: nn.Module, out: Path, example: torch.Tensor, opset: int)
             raise
 
 
-def match_detections(a: Detections, b: Detections) -> tuple[float, float, int]:
-    """Pair ``a`` with ``b`` (same label, nearest box; greedy by ``a``'s score); return
-    ``(max box diff px, max score diff, number of unpaired detections)`` over the pairs."""
-    used = np.zeros(len(b), bool)
-    box_diff = score_diff = 0.0
-    unpaired = 0
-    for i in np.argsort(-a.scores, kind="stable"):
-        cost = np.abs(b.boxes - a.boxes[i]).max(axis=1) if len(b) else np.zeros(0)
-        cost = np.where(used | (b.labels != a.labels[i]), np.inf, cost)
-        j = int(np.argmin(cost)) if len(cost) else -1
-        if j < 0 or not np.isfinite(cost[j]):
-            unpaired += 1
-            continue
-        used[j] = True
-        box_diff = max(box_diff, float(cost[j]))
-        score_diff = max(score_diff, float(abs(a.scores[i] - b.scores[j])))
-    return box_diff, score_diff, unpaired + int((~used).sum())
+def _head_setting(model: nn.Module, name: str) -> float | None:
+    for owner in (getattr(model, "roi_heads", None), model):  # Faster/Mask/Keypoint R-CNN; RetinaNet, FCOS, SSD
+        value = getattr(owner, name, None)
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            return value
+    return None
 
 
-def _timed_predict(predictor: Predictor, image: np.ndarray) -> tuple[Detections, float]:
-    start = time.perf_counter()
-    det = predictor.predict(image, threshold=0.0)
-    return det, (time.perf_counter() - start) * 1000
+def score_floor(model: nn.Module) -> float | None:
+    """The detector's own score threshold (detections below it never leave the graph), if it has one."""
+    value = _head_setting(model, "score_thresh")
+    return None if value is None else float(value)
 
 
-def check_parity(
-    torch_pred: Predictor, onnx_pred: Predictor, images: dict[Path, np.ndarray], box_atol: float, score_atol: float
-) -> list[dict[str, Any]]:
-    """Run both predictors on each RGB image; one record per image (counts, max diffs, timings, ok)."""
-    rows = []
-    for path, image in images.items():
-        if not rows:  # warm-up, so that the timings of the first image are not of allocation
-            _timed_predict(torch_pred, image)
-            _timed_predict(onnx_pred, image)
-        t_det, t_ms = _timed_predict(torch_pred, image)
-        o_det, o_ms = _timed_predict(onnx_pred, image)
-        box_diff, score_diff, unpaired = match_detections(t_det, o_det)
-        ok = len(t_det) == len(o_det) and unpaired == 0 and box_diff <= box_atol and score_diff <= score_atol
-        rows.append(
-            {
-                "image": str(path),
-                "width": int(image.shape[1]),
-                "height": int(image.shape[0]),
-                "torch_detections": len(t_det),
-                "onnx_detections": len(o_det),
-                "unpaired": unpaired,
-                "max_box_diff_px": box_diff,
-                "max_score_diff": score_diff,
-                "torch_ms": round(t_ms, 2),
-                "onnx_ms": round(o_ms, 2),
-                "ok": ok,
-            }
-        )
-        log.info("parity %s: %d/%d detections, box diff %.2e px, score diff %.2e", path.name, len(t_det), len(o_det), box_diff, score_diff)
-    return rows
+def detection_cap(model: nn.Module) -> int | None:
+    """The detector's ``detections_per_img`` (the most detections the graph returns), if it has one."""
+    value = _head_setting(model, "detections_per_img")
+    return None if value is None else int(value)
 
 
 def export_onnx(
@@ -224,7 +187,7 @@ def export_onnx(
                 f"onnxruntime {ort.__version__} cannot run {weights} exported at opset {opset}: {exc.message}",
                 hint="opsets 11 to 21 are known to work; the default is 17",
             ) from None
-        rows = check_parity(torch_pred, onnx_pred, images, box_atol, score_atol)
+        rows = check_parity(torch_pred, onnx_pred, images, box_atol, score_atol, score_floor=score_floor(model), cap=detection_cap(model))
         result = {
             "ok": all(r["ok"] for r in rows),
             "onnx": str(out),
@@ -242,6 +205,12 @@ def export_onnx(
             "versions": {"torch": str(torch.__version__), "onnx": onnx.__version__, "onnxruntime": ort.__version__},
             "box_atol_px": box_atol,
             "score_atol": score_atol,
+            "matching": "per label, linear_sum_assignment on 1 - IoU (IoU >= 0.5); unmatched ties at the detection cap or the score threshold tolerated",
+            "score_floor": score_floor(model),
+            "detection_cap": detection_cap(model),
+            "matched": sum(r["matched"] for r in rows),
+            "unmatched_torch": sum(r["unmatched_torch"] for r in rows),
+            "unmatched_onnx": sum(r["unmatched_onnx"] for r in rows),
             "max_box_diff_px": max(r["max_box_diff_px"] for r in rows),
             "max_score_diff": max(r["max_score_diff"] for r in rows),
             "images": rows,
@@ -250,11 +219,7 @@ def export_onnx(
             write_json(report, result)
         if not result["ok"]:
             bad = [r for r in rows if not r["ok"]]
-            detail = "; ".join(
-                f"{Path(r['image']).name}: {r['torch_detections']} torch vs {r['onnx_detections']} onnx detections, "
-                f"box diff {r['max_box_diff_px']:.3g} px, score diff {r['max_score_diff']:.3g}"
-                for r in bad[:3]
-            )
+            detail = describe_failures(rows)
             raise DetectionError(
                 f"ONNX parity failed for {weights} on {len(bad)}/{len(rows)} images (box_atol {box_atol} px, score_atol {score_atol}): {detail}",
                 hint=f"{out} was not written; see {report}" if report else f"{out} was not written; try another opset or larger tolerances",

@@ -17,8 +17,12 @@ import detection.export.onnx as export_mod
 from detection.data.sample import make_sample
 from detection.engine.checkpoint import save_checkpoint
 from detection.errors import DetectionError
-from detection.export.onnx import export_onnx, match_detections
-from detection.inference.predictor import ONNX_META, Detections, Predictor
+from detection.export.onnx import detection_cap, export_onnx, score_floor
+from detection.export.parity import check_parity
+from detection.engine.checkpoint import load_model
+from detection.data.images import read_image_rgb
+from detection.inference.predictor import load_predictor, torch_predictor
+from detection.inference.predictor import ONNX_META, Predictor
 from detection.models import build_model
 
 CLASS_NAMES = ["car", "person", "sign"]
@@ -70,7 +74,7 @@ def test_report(exported: tuple[Path, Path, dict], images: list[Path], weights: 
     assert report["file_size_bytes"] == out.stat().st_size > 0
     assert [r["image"] for r in report["images"]] == [str(p) for p in images]
     for row in report["images"]:
-        assert row["ok"] and row["torch_detections"] == row["onnx_detections"] > 0 and row["unpaired"] == 0
+        assert row["ok"] and row["matched"] > 0 and row["unmatched_torch"] == row["unmatched_onnx"] == 0
         assert row["max_box_diff_px"] <= 1e-3 and row["max_score_diff"] <= 1e-3
     assert report["max_box_diff_px"] == max(r["max_box_diff_px"] for r in report["images"])
     assert {(r["width"], r["height"]) for r in report["images"]} >= {(160, 96), (320, 192), (80, 48), (120, 200)}
@@ -111,14 +115,49 @@ def test_parity_failure_raises_with_the_numbers_and_keeps_no_model(
     assert json.loads(report.read_text())["ok"] is False
 
 
-def test_match_detections_pairs_ties_in_any_order() -> None:
-    a = Detections(np.array([[0, 0, 10, 10], [5, 5, 20, 20]], np.float32), np.array([0.5, 0.5], np.float32), np.array([1, 2]), ["a", "b"])
-    b = Detections(a.boxes[::-1] + 1e-4, a.scores[::-1], a.labels[::-1], a.names[::-1])
-    box, score, unpaired = match_detections(a, b)
-    assert box == pytest.approx(1e-4, abs=1e-6) and score == 0 and unpaired == 0
-    c = Detections(a.boxes[:1], a.scores[:1], np.array([2]), ["b"])  # a's first box, with a's second label
-    box, score, unpaired = match_detections(a, c)  # pairs only within a label: a[1] with c[0], a[0] unpaired
-    assert (box, unpaired) == (10.0, 1)
+def _perturb(src: Path, dst: Path, name_part: str, delta: float) -> list[str]:
+    """Copy the ONNX file ``src`` to ``dst`` with ``delta`` added to every initializer whose name has
+    ``name_part``; return the names changed."""
+    graph = onnx.load(str(src))
+    changed = []
+    for init in graph.graph.initializer:
+        if name_part in init.name:
+            arr = onnx.numpy_helper.to_array(init).copy()
+            init.CopyFrom(onnx.numpy_helper.from_array(arr + np.asarray(delta, arr.dtype), init.name))
+            changed.append(init.name)
+    onnx.save(graph, str(dst))
+    return changed
+
+
+def _parity(weights: Path, onnx_path: Path, images: list[Path], model_edit=None) -> list[dict]:
+    model, meta = load_model(weights, "cpu")
+    if model_edit is not None:
+        model_edit(model)
+    return check_parity(
+        torch_predictor(model, meta, weights), load_predictor(onnx_path), {p: read_image_rgb(p) for p in images},
+        box_atol=0.05, score_atol=1e-3, score_floor=score_floor(model), cap=detection_cap(model),
+    )  # fmt: skip
+
+
+def test_an_onnx_file_with_perturbed_weights_fails_parity(exported: tuple[Path, Path, dict], weights: Path, images: list[Path], tmp_path: Path) -> None:
+    """A real mismatch: the box regression of the exported graph shifted by 0.05 (~a pixel)."""
+    bad = tmp_path / "perturbed.onnx"
+    assert _perturb(exported[0], bad, "bbox_pred.bias", 0.05), "the box regressor's bias is an initializer of the graph"
+    rows = _parity(weights, bad, images[:2])
+    assert not any(r["ok"] for r in rows)
+    assert max(r["max_box_diff_px"] for r in rows) > 0.05
+    assert _parity(weights, exported[0], images[:2])[0]["ok"], "the unperturbed file still passes"
+
+
+def test_a_model_with_a_changed_threshold_fails_parity(exported: tuple[Path, Path, dict], weights: Path, images: list[Path]) -> None:
+    """Torch with a stricter NMS than the graph was exported with: confident detections only onnx has."""
+
+    def stricter_nms(model: torch.nn.Module) -> None:
+        model.roi_heads.nms_thresh = 0.1
+
+    rows = _parity(weights, exported[0], images[:2], stricter_nms)
+    assert not any(r["ok"] for r in rows)
+    assert all(r["unmatched_onnx"] > 0 and r["onnx_detections"] > r["torch_detections"] for r in rows)
 
 
 @pytest.mark.parametrize(
