@@ -60,7 +60,10 @@ def test_two_overlapping_tied_proposals_each_kept_by_one_runtime_are_borderline(
     other = dets([[0, 0, 30, 30], [12, 8, 20, 16]], [0.9, 0.2515459], [1, 1])
     m = match_detections(kept, other, box_atol=1e-3, score_atol=1e-3, cap=2)
     assert (m.matched, m.borderline_a, m.borderline_b, m.max_box_diff) == (1, 1, 1, 0.0) and m.ok
-    m = match_detections(kept, other, box_atol=1e-3, score_atol=1e-3, cap=100)  # the same 2 px, not at a cut
+    m = match_detections(kept, other, box_atol=1e-3, score_atol=1e-3, cap=100)  # not at a cut: an NMS swap (tied scores)
+    assert (m.matched, m.swaps, m.max_box_diff) == (2, 1, 0.0) and m.ok
+    other = dets(other.boxes.tolist(), [0.9, 0.2524], [1, 1])  # the same 2 px with another score: a real difference
+    m = match_detections(kept, other, box_atol=1e-3, score_atol=1e-3, cap=100)
 
     assert m.matched == 2 and m.max_box_diff == pytest.approx(2.0) and not m.ok
 
@@ -73,10 +76,12 @@ def test_a_detection_at_the_score_threshold_is_borderline() -> None:
     assert (m.matched, m.unmatched_a, m.borderline_a) == (1, 0, 1) and m.ok
 
 
-def test_a_shifted_box_fails() -> None:
+def test_shifted_boxes_fail() -> None:
+    """Three boxes 0.5 px off (more than an NMS swap budget of 2 for 100 pairs; one lone box moved with
+    its score unchanged cannot be told from a swap, see the next tests)."""
     a = crowd()
     b = Detections(a.boxes.copy(), a.scores, a.labels, a.names)
-    b.boxes[17] += np.float32(0.5)
+    b.boxes[[17, 40, 63]] += np.float32(0.5)
     m = match_detections(a, b, box_atol=0.05)
     assert m.matched == 100 and m.max_box_diff == pytest.approx(0.5, abs=1e-5) and not m.ok
     assert match_detections(a, b, box_atol=0.6).ok
@@ -115,3 +120,27 @@ def test_assignment_is_optimal_not_greedy() -> None:
 def test_empty_on_both_sides() -> None:
     empty = dets([], [], [])
     assert match_detections(empty, empty, box_atol=0.0, score_atol=0.0).ok
+
+
+def test_identical_zero_area_boxes_match() -> None:
+    """Untrained FCOS returns zero-area boxes; two runtimes that agree on them agree."""
+    a = dets([[5, 5, 5, 5], [0, 0, 10, 10]], [0.4, 0.3], [1, 1])
+    m = match_detections(a, permuted(a, np.array([1, 0])), box_atol=1e-3, score_atol=1e-3)
+    assert m.matched == 2 and m.ok
+    moved = dets([[9, 9, 9, 9], [0, 0, 10, 10]], [0.4, 0.3], [1, 1])
+    assert not match_detections(a, moved, box_atol=1e-3, score_atol=1e-3).ok
+
+
+def test_one_nms_swap_of_equal_scores_is_tolerated_many_are_not() -> None:
+    """Of two overlapping proposals with one score, each runtime's NMS kept the other: one such pair
+    is a tie; every box moving with unchanged scores (shifted regression) is a different model."""
+    a = crowd(60, seed=4)
+    b = Detections(a.boxes.copy(), a.scores.copy(), a.labels, a.names)
+    b.boxes[7, 2:] += np.float32(3.0)  # another box of the same score, IoU >= 0.5 with a[7]
+    m = match_detections(a, b, box_atol=1e-3, score_atol=1e-3)
+    assert (m.matched, m.swaps, m.max_box_diff) == (60, 1, 0.0) and m.ok
+    b.scores[7] += np.float32(1e-4)  # not a tie: a real difference
+    assert not match_detections(a, b, box_atol=1e-3, score_atol=1e-3).ok
+    shifted = Detections(a.boxes + np.float32(0.7), a.scores, a.labels, a.names)
+    m = match_detections(a, shifted, box_atol=1e-3, score_atol=1e-3)
+    assert m.swaps == 60 and m.max_box_diff == pytest.approx(0.7, abs=1e-4) and not m.ok
