@@ -10,10 +10,10 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detection.data.coco import read_coco, to_coco_dict, write_coco
-from detection.data.gtsdb import read_gtsdb
+from detection.data.formats.coco import read_coco, to_coco_dict, write_coco
+from detection.data.formats.gtsdb import read_gtsdb
+from detection.data.formats.voc import read_voc
 from detection.data.table import has_box, normalize
-from detection.data.voc import read_voc
 from detection.errors import DetectionError
 
 SAMPLE_NAMES = ["stop", "give way", "priority road", "no entry", "keep right"]
