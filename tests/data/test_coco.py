@@ -86,7 +86,7 @@ BAD_ANNOTATIONS = [
     ({"bbox": [1, 2, "3", 4]}, "`bbox` must be [x, y, width, height] numbers"),
     ({"bbox": [10, 10, 0, 5]}, "zero or negative area box (bbox=[10, 10, 0, 5])"),
     ({"bbox": [100, 10, 50, 5]}, "lies outside the 128x96 image"),
-    ({"iscrowd": 2}, "`iscrowd` and `difficult` must be 0 or 1"),
+    ({"iscrowd": 2}, "`iscrowd`, `difficult` and `truncated` must be 0 or 1"),
 ]
 
 

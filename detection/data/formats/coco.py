@@ -3,7 +3,7 @@
 COCO's ``bbox`` is ``[x, y, w, h]`` in continuous 0-based pixels, the table's convention, so
 ``xmin = x``, ``xmax = x + w`` with no shift. ``category_id`` is the contiguous id of
 ``table.label_ids(class_names)`` (1..N; 0 is the detectors' background). Images without a box are
-listed in ``images`` with no annotation. ``difficult`` is kept as an extra annotation field
+listed in ``images`` with no annotation. ``difficult`` and ``truncated`` are kept as extra annotation fields
 (pycocotools ignores it; its ``iscrowd`` is what COCOeval ignores). Read: any category ids (0, gaps,
 unsorted) map to their names. Keypoints (COCO person-keypoints: flat ``[x, y, v] * K`` per
 annotation, names in the category's ``keypoints``) are kept in the table's ``keypoints`` column and
@@ -69,7 +69,7 @@ def to_coco_dict(
         ann = {
             "id": i, "image_id": image_ids[row.image], "category_id": ids[row.label],
             "bbox": [float(row.xmin), float(row.ymin), w, h], "area": w * h,
-            "iscrowd": int(row.iscrowd), "difficult": int(row.difficult),
+            "iscrowd": int(row.iscrowd), "difficult": int(row.difficult), "truncated": int(row.truncated),
         }  # fmt: skip
         if row.keypoints:
             points = json.loads(row.keypoints)
@@ -243,13 +243,13 @@ def _annotation(
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
         problems.add(where, f"`bbox` must be [x, y, width, height] numbers, got {bbox!r}")
         return None
-    flags = {key: ann.get(key, 0) for key in ("iscrowd", "difficult")}
+    flags = {key: ann.get(key, 0) for key in ("iscrowd", "difficult", "truncated")}
     points = ann.get("keypoints")
     if points is not None and not (isinstance(points, list) and len(points) % 3 == 0 and all(_is_number(v) for v in points)):
         problems.add(where, f"`keypoints` must be a flat list [x, y, v, ...], got {str(points)[:80]}")
         return None
     if any(v not in (0, 1) for v in flags.values()):
-        problems.add(where, f"`iscrowd` and `difficult` must be 0 or 1, got {flags}")
+        problems.add(where, f"`iscrowd`, `difficult` and `truncated` must be 0 or 1, got {flags}")
         return None
     if not problems.label(where, label, known):
         return None

@@ -13,8 +13,7 @@ FORMATS = ("gtsdb", "voc", "coco", "csv", "yolo", "kpjson")
 
 def _json_kind(path: Path) -> str | None:
     try:
-        head = path.read_text(encoding="utf-8")[:1_000_000]
-        data = json.loads(head)
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     if isinstance(data, dict) and "images" in data and "annotations" in data:

@@ -227,7 +227,7 @@ def write_voc(df: pd.DataFrame, dst_dir: Path, image_root: Path | None = None, i
 
     Boxes become 1-based inclusive indices (``VOC xmin = round(xmin) + 1``, ``VOC xmax = round(xmax)``);
     an image without a box gets an XML without ``<object>``. ``<filename>`` is the image's name and
-    ``<path>`` its path in the table. With ``image_root``, ``dst_dir/JPEGImages/`` gets the images
+    ``<path>`` ``JPEGImages/<filename>`` (where it is in the written folder). With ``image_root``, ``dst_dir/JPEGImages/`` gets the images
     (``images``: link, copy or none; see ``formats.common.place_images``), so the folder reads back.
     """
     groups: dict[str, list[dict[str, object]]] = {}
@@ -258,7 +258,7 @@ def write_voc(df: pd.DataFrame, dst_dir: Path, image_root: Path | None = None, i
 def _to_xml(image: str, width: int, height: int, boxes: list[dict[str, object]]) -> tuple[etree._Element, int]:
     root = etree.Element("annotation")
     path = Path(image)
-    for tag, text in (("folder", path.parent.name or "JPEGImages"), ("filename", path.name), ("path", image)):
+    for tag, text in (("folder", "JPEGImages"), ("filename", path.name), ("path", f"JPEGImages/{path.name}")):
         etree.SubElement(root, tag).text = text
     etree.SubElement(etree.SubElement(root, "source"), "database").text = "detection"
     size = etree.SubElement(root, "size")
