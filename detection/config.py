@@ -37,12 +37,22 @@ class FetchParams(_Section):
     sample: SampleParams = SampleParams()
 
 
+Format = Literal["gtsdb", "voc", "coco", "csv", "yolo", "kpjson"]
+ProblemAction = Literal["error", "drop", "warn", "clip"]
+
+
 class ConvertParams(_Section):
     src: Path | None = Field(None, description="annotations/images folder; default: the dataset config's root")
     out: Path = Path("data/interim")
-    format: Literal["gtsdb", "voc", "coco", "csv"] | None = Field(None, description="source format; default: the dataset config's")
+    format: Format | Literal["auto"] | None = Field(None, description="source format (auto: detected); default: the dataset config's")
     on_error: Literal["raise", "skip"] = Field("raise", description="bad boxes: stop, or skip and count them")
-    to: list[Literal["csv", "voc", "coco", "gtsdb"]] = Field(["csv", "voc", "coco"], description="formats written")
+    to: list[Format] = Field(["csv", "voc", "coco"], description="formats written")
+    images: Literal["link", "copy", "none"] = Field("link", description="images beside written VOC/YOLO/kpjson folders")
+    policy: dict[str, ProblemAction] = Field({}, description="problem kind -> error | drop | warn | clip (detection.data.problems.KINDS)")
+    plots: bool = Field(True, description="write the validation report's PNG plots beside report.json")
+    columns: dict[str, str] = Field({}, description="CSV: canonical column -> the source's column name")
+    annotations_dir: str | None = Field(None, description="VOC: the XML folder's name when not a common one")
+    images_dir: str | None = Field(None, description="VOC/COCO/CSV: the images folder (VOC: name; COCO/CSV: relative to the file)")
 
 
 class SplitParams(_Section):
@@ -50,6 +60,10 @@ class SplitParams(_Section):
     out: Path = Path("data/processed")
     valid: float = Field(0.25, gt=0.0, lt=1.0)
     seed: int = 0
+    mode: Literal["ratio", "lists", "gtsdb", "group"] = Field("ratio", description="ratio (stratified), lists (files of names), gtsdb (official 600/300), group (by regex)")
+    train_list: Path | None = Field(None, description="mode lists: text file of the train images (names or stems, e.g. VOC ImageSets/Main/train.txt)")
+    valid_list: Path | None = Field(None, description="mode lists: text file of the valid images")
+    group: str | None = Field(None, description="mode group: regular expression on the image path; its first group (or match) names the scene")
 
 
 class ModelParams(_Section):
@@ -118,7 +132,7 @@ class DatasetConfig(_Section):
     """A dataset config (``configs/datasets/*.yaml``): its format, where it lives, its classes."""
 
     name: str
-    format: Literal["gtsdb", "voc", "coco", "csv"]
+    format: Format
     names: list[str] = Field(description="class names, in label-id order (id 1 is names[0])")
     root: Path = Field(Path("data/raw"), description="images root: image paths in the tables are relative to it")
     train: Path = Field(Path("data/processed/train.csv"), description="canonical table of the train split")
