@@ -74,7 +74,8 @@ def read(
     report = {**report, "format": fmt}
     if check and len(df):
         problems = Problems(on_error, policy)
-        df = normalize(check_dataset(df, Path(str(report["image_root"])), problems))
+        reported = [str(item["where"]) for item in report["problems"]]  # type: ignore[attr-defined]
+        df = normalize(check_dataset(df, Path(str(report["image_root"])), problems, reported=reported))
         extra = problems.report()
         report = {
             **report,

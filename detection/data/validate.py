@@ -14,6 +14,7 @@ import io
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -37,8 +38,14 @@ log = logging.getLogger(__name__)
 SMALL, LARGE = 32**2, 96**2
 
 
-def check_dataset(df: pd.DataFrame, image_root: Path, problems: Problems, *, unlisted: bool = True) -> pd.DataFrame:
-    """Check ``df``'s images under ``image_root`` and its boxes; return ``df`` less what the policy drops."""
+def check_dataset(
+    df: pd.DataFrame, image_root: Path, problems: Problems, *, unlisted: bool = True, reported: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Check ``df``'s images under ``image_root`` and its boxes; return ``df`` less what the policy drops.
+
+    ``reported``: the ``where`` of problems the reader found already (an image whose file or
+    annotation was refused there is not listed again as an image without annotation).
+    """
     root = Path(image_root)
     drop: set[str] = set()
     digests: dict[str, str] = {}
@@ -66,7 +73,7 @@ def check_dataset(df: pd.DataFrame, image_root: Path, problems: Problems, *, unl
         else:
             digests[digest] = row.image
     if unlisted:
-        _unlisted_images(df, root, problems)
+        _unlisted_images(df, root, problems, {Path(w.split(":")[0]).stem for w in reported})
     out = df[~df["image"].isin(drop)]
     return _duplicate_boxes(out, problems)
 
@@ -87,7 +94,7 @@ def _look(path: Path) -> tuple[tuple[int, int], str | None, str]:
     return (0, 0), image_problem(path) or "the file is corrupt or not an image", ""
 
 
-def _unlisted_images(df: pd.DataFrame, root: Path, problems: Problems) -> None:
+def _unlisted_images(df: pd.DataFrame, root: Path, problems: Problems, refused: set[str]) -> None:
     """Image files in the folders of the table's images that no annotation names."""
     listed = set(images(df)["image"])
     folders = {Path(name).parent for name in listed}
@@ -95,7 +102,7 @@ def _unlisted_images(df: pd.DataFrame, root: Path, problems: Problems) -> None:
         if not (root / folder).is_dir():
             continue
         for path in sorted((root / folder).iterdir()):
-            if path.suffix.lower() in IMAGE_SUFFIXES and (folder / path.name).as_posix() not in listed:
+            if path.suffix.lower() in IMAGE_SUFFIXES and (folder / path.name).as_posix() not in listed and path.stem not in refused:
                 problems.add(display_path(path), "image without annotation (no annotation names it)",
                              hint="annotate it, or delete it if it has no objects", kind="image_without_annotation")  # fmt: skip
 

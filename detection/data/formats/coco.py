@@ -164,10 +164,9 @@ def image_root(path: Path, names: list[str], images_dir: str | Path | None = Non
     if images_dir is not None:
         return path.parent / images_dir
     probe = names[:20]
-    for root in (path.parent, path.parent / "images", path.parent.parent / "images", path.parent.parent):
-        if probe and sum((root / n).is_file() for n in probe) * 2 > len(probe):
-            return root
-    return path.parent
+    candidates = (path.parent, path.parent / "images", path.parent.parent / "images", path.parent.parent)
+    found = [sum((root / n).is_file() for n in probe) for root in candidates]
+    return candidates[found.index(max(found))] if probe and max(found) else path.parent
 
 
 def _keypoint_names(categories: list[Any]) -> list[str]:
