@@ -70,6 +70,8 @@ def read(
     kwargs = {k: v for k, v in (options or {}).items() if k in accepted and v is not None}
     if "policy" in accepted:
         kwargs["policy"] = policy
+    if "check_size" in accepted and check:
+        kwargs["check_size"] = False  # check_dataset decodes each image and compares its size
     df, report = reader(src, class_names, on_error, **kwargs)
     report = {**report, "format": fmt}
     if check and len(df):

@@ -16,6 +16,7 @@ the report as ``clipped_boxes``; one that sticks out further is a problem.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -180,11 +181,12 @@ def images_by_stem(folder: Path, problems: Problems | None = None) -> dict[str, 
     if not folder.is_dir():
         return out
     rank = {ext: i for i, ext in enumerate(IMAGE_SUFFIXES)}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in rank and path.is_file():
-            if problems is not None and bad_name(path, problems):
-                continue
-            out.setdefault(path.stem, []).append(path)
+    with os.scandir(folder) as entries:  # d_type: no stat per file
+        files = sorted(e.name for e in entries if os.path.splitext(e.name)[1].lower() in rank and e.is_file())
+    for path in (folder / name for name in files):
+        if problems is not None and bad_name(path, problems):
+            continue
+        out.setdefault(path.stem, []).append(path)
     for group in out.values():
         group.sort(key=lambda p: (rank[p.suffix.lower()], p.name))
     return out
@@ -192,6 +194,9 @@ def images_by_stem(folder: Path, problems: Problems | None = None) -> dict[str, 
 
 def resolve_image(folder: Path, name: str, by_stem: dict[str, list[Path]]) -> Path | None:
     """The file ``folder/name``, else the image with the same stem (``.ppm`` named, ``.jpg`` present)."""
+    for path in by_stem.get(Path(name).stem, ()):
+        if path.name == name:  # listed by the folder scan: no stat needed
+            return path
     exact = folder / name
     if exact.is_file():
         return exact

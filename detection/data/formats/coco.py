@@ -35,7 +35,7 @@ from detection.data.table import (
     summary,
 )
 from detection.errors import DetectionError
-from detection.io import write_json
+from detection.io import write_text
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def write_coco(
         here = path.parent.resolve() if path.parent.exists() else path.parent.absolute()
         file_names = {name: Path(os.path.relpath(Path(image_root).resolve() / name, here)).as_posix() for name in normalize(df)["image"].unique()}
     data = to_coco_dict(df, class_names, file_names, keypoint_names)
-    write_json(path, data)
+    write_text(path, json.dumps(data, separators=(",", ":")) + "\n")  # compact, as COCO files are (json's C encoder)
     log.info("wrote %d images, %d annotations -> %s", len(data["images"]), len(data["annotations"]), path)
     return Path(path)
 

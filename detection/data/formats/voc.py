@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -84,6 +85,7 @@ def layout(root: Path, annotations_dir: str | None = None, images_dir: str | Non
 def read_voc(
     root: Path, class_names: Sequence[str] | None = None, on_error: str = "raise", *,
     annotations_dir: str | None = None, images_dir: str | None = None, policy: Mapping[str, str] | None = None,
+    check_size: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, object]]:  # fmt: skip
     """Read a VOC folder into the canonical table and a report.
 
@@ -94,34 +96,38 @@ def read_voc(
     ``<object>`` gives an image without a box. ``difficult`` and ``truncated`` are kept. Problems raise
     a ``DetectionError`` naming the XML file, line and field, or are skipped and listed in the report
     (a bad object skips that box, a bad file skips that image). ``ImageSets/Main/*.txt`` lists are
-    reported under ``image_sets`` (the split stage reads them as explicit lists).
+    reported under ``image_sets`` (the split stage reads them as explicit lists). ``check_size=False``
+    trusts a non-zero ``<size>`` without opening the image (``convert`` does: its dataset check
+    decodes every image and compares the size then).
     """
     problems = Problems(on_error, policy)
     root = Path(root)
     folder, ann_dir, img_dir = layout(root, annotations_dir, images_dir)
     base = root if root.is_dir() else (root.parent.parent if root.suffix == ".xml" else root.parent)
     prefix = folder.relative_to(base)
-    xmls = sorted((folder / ann_dir).glob("*.xml"))
+    xmls = [folder / ann_dir / n for n in sorted(os.listdir(folder / ann_dir)) if n.endswith(".xml")]
     by_stem = images_by_stem(folder / img_dir, problems)
     known = None if class_names is None else set(class_names)
     parser = _parser()
     seen: dict[str, Path] = {}
     rows: list[dict[str, object]] = []
     substituted = 0
+    image_prefix = (prefix / img_dir / "x").as_posix()[:-1]
     for xml in xmls:
         if bad_name(xml, problems):
             continue
-        found = _image_of(xml, parser, folder / img_dir, by_stem, problems)
+        found = _image_of(xml, parser, folder / img_dir, by_stem, problems, check_size)
         if found is None:
             continue
         tree, path, width, height = found
-        image = (prefix / img_dir / path.name).as_posix()
+        image = f"{image_prefix}{path.name}"
         if image in seen:
             problems.add(display_path(xml), f"names the image {display_path(Path(path.name))} that {display_path(Path(seen[image].name))} names too")
             continue
         seen[image] = xml
         substituted += path.name != (tree.findtext("filename") or "").strip()
-        boxes = [b for obj in tree.iter("object") if (b := _object(obj, xml, width, height, known, problems))]
+        shown = display_path(xml)
+        boxes = [b for obj in tree.iter("object") if (b := _object(obj, shown, width, height, known, problems))]
         rows += image_rows({"image": image, "width": width, "height": height}, boxes)
     if substituted:
         log.info("%s: %d XML file(s) name an image absent from %s/; used the image with the XML's stem", folder, substituted, img_dir)
@@ -135,7 +141,7 @@ def read_voc(
 
 
 def _image_of(
-    xml: Path, parser: etree.XMLParser, images: Path, by_stem: dict[str, list[Path]], problems: Problems
+    xml: Path, parser: etree.XMLParser, images: Path, by_stem: dict[str, list[Path]], problems: Problems, check_size: bool = True
 ) -> tuple[etree._Element, Path, int, int] | None:
     """Parse ``xml``; return its root, its image file and size, or ``None`` (the problem recorded)."""
     shown = display_path(xml)
@@ -159,9 +165,6 @@ def _image_of(
         problems.add(f"{shown}: <filename>", f"image {name} not found in {display_path(images)}",
                      hint=f"put the image in {images.name}/, or delete that XML file", kind="image_missing")  # fmt: skip
         return None
-    size = image_size(path, problems)
-    if size is None:
-        return None
     declared = []
     for field in ("width", "height"):
         text = (tree.findtext(f"size/{field}") or "").strip()
@@ -170,6 +173,11 @@ def _image_of(
         except ValueError:
             problems.add(f"{shown}: <size>/<{field}>", f"not a number: {text!r}")
             return None
+    if not check_size and min(declared) > 0:  # validate.check_dataset compares it with the decoded image
+        return tree, path, declared[0], declared[1]
+    size = image_size(path, problems)
+    if size is None:
+        return None
     if declared != [0, 0] and tuple(declared) != size:
         problems.add(f"{shown}: <size>", f"says {declared[0]}x{declared[1]} but the image {path.name} is {size[0]}x{size[1]}",
                      hint="fix <size> (or the image: a rotated photo?), or delete that XML file", kind="size_mismatch")  # fmt: skip
@@ -178,35 +186,41 @@ def _image_of(
 
 
 def _object(
-    obj: etree._Element, xml: Path, width: int, height: int, known: set[str] | None, problems: Problems
+    obj: etree._Element, xml: str, width: int, height: int, known: set[str] | None, problems: Problems
 ) -> dict[str, object] | None:
-    """One ``<object>`` as a table row's box fields, or ``None`` (the problem recorded)."""
-    where = f"{display_path(xml)}:{obj.sourceline}"
-    label = (obj.findtext("name") or "").strip()
+    """One ``<object>`` as a table row's box fields, or ``None`` (the problem recorded); ``xml``: the file as shown."""
+    fields = {child.tag: child for child in obj if isinstance(child.tag, str)}
+    label = ((fields["name"].text or "") if "name" in fields else "").strip()
     if not label:
-        problems.add(where, "missing field <object>/<name>", hint="every <object> needs a <name>")
+        problems.add(f"{xml}:{obj.sourceline}", "missing field <object>/<name>", hint="every <object> needs a <name>")
         return None
+    bndbox = fields.get("bndbox")
+    corners = {c.tag: (c.text or "").strip() for c in bndbox if isinstance(c.tag, str)} if bndbox is not None else {}
     values = []
     for corner in BOX_COLUMNS:
-        text = (obj.findtext(f"bndbox/{corner}") or "").strip()
+        text = corners.get(corner, "")
         if not text:
-            problems.add(where, f"missing field <object>/<bndbox>/<{corner}>", hint="every <object> needs <bndbox> with xmin, ymin, xmax, ymax")
+            problems.add(f"{xml}:{obj.sourceline}", f"missing field <object>/<bndbox>/<{corner}>",
+                         hint="every <object> needs <bndbox> with xmin, ymin, xmax, ymax")  # fmt: skip
             return None
         try:
             values.append(float(text))
         except ValueError:
-            problems.add(where, f"field <bndbox>/<{corner}> is not a number: {text!r}")
+            problems.add(f"{xml}:{obj.sourceline}", f"field <bndbox>/<{corner}> is not a number: {text!r}")
             return None
     flags = {}
     for flag in ("difficult", "truncated"):
-        text = (obj.findtext(flag) or "0").strip()
+        text = ((fields[flag].text or "0") if flag in fields else "0").strip()
         if text not in ("0", "1"):
-            problems.add(where, f"field <object>/<{flag}> must be 0 or 1, got {text!r}")
+            problems.add(f"{xml}:{obj.sourceline}", f"field <object>/<{flag}> must be 0 or 1, got {text!r}")
             return None
         flags[flag] = int(text)
-    if not problems.label(where, label, known):
+    if known is not None and not problems.label(f"{xml}:{obj.sourceline}", label, known):
         return None
     xmin, ymin, xmax, ymax = values
+    if 1 <= xmin < xmax <= width and 1 <= ymin < ymax <= height:  # the common case: inside, positive area
+        return {"xmin": xmin - 1, "ymin": ymin - 1, "xmax": xmax, "ymax": ymax, "label": label, **flags}
+    where = f"{xml}:{obj.sourceline}"
     shown = f"xmin={_shown(xmin)} ymin={_shown(ymin)} xmax={_shown(xmax)} ymax={_shown(ymax)}"
     if xmax <= xmin or ymax <= ymin:
         problems.add(where, f"zero or negative area box ({shown}) of {label!r}", kind="zero_area")
