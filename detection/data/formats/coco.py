@@ -59,20 +59,25 @@ def to_coco_dict(
     check_labels(df, class_names, "annotation table")
     image_ids: dict[str, int] = {}
     coco_images = []
-    for i, row in enumerate(images(df).itertuples(index=False), 1):
-        image_ids[row.image] = i
-        coco_images.append({"id": i, "file_name": file_names.get(row.image, row.image), "width": int(row.width), "height": int(row.height)})
+    table = images(df)
+    for i, (image, width, height) in enumerate(zip(*(table[c].tolist() for c in ("image", "width", "height")), strict=True), 1):
+        image_ids[image] = i
+        coco_images.append({"id": i, "file_name": file_names.get(image, image), "width": int(width), "height": int(height)})
     annotations = []
     n_points = 0
-    for i, row in enumerate(df[has_box(df)].itertuples(index=False), 1):
-        w, h = float(row.xmax - row.xmin), float(row.ymax - row.ymin)
+    boxed = df[has_box(df)]
+    columns = ("image", "xmin", "ymin", "xmax", "ymax", "label", "iscrowd", "difficult", "truncated", "keypoints")
+    for i, (image, x1, y1, x2, y2, label, crowd, difficult, truncated, keypoints) in enumerate(
+        zip(*(boxed[c].tolist() for c in columns), strict=True), 1
+    ):  # plain lists: row access in pandas costs more than the rest
+        w, h = float(x2 - x1), float(y2 - y1)
         ann = {
-            "id": i, "image_id": image_ids[row.image], "category_id": ids[row.label],
-            "bbox": [float(row.xmin), float(row.ymin), w, h], "area": w * h,
-            "iscrowd": int(row.iscrowd), "difficult": int(row.difficult), "truncated": int(row.truncated),
+            "id": i, "image_id": image_ids[image], "category_id": ids[label],
+            "bbox": [float(x1), float(y1), w, h], "area": w * h,
+            "iscrowd": int(crowd), "difficult": int(difficult), "truncated": int(truncated),
         }  # fmt: skip
-        if row.keypoints:
-            points = json.loads(row.keypoints)
+        if keypoints:
+            points = json.loads(keypoints)
             n_points = max(n_points, len(points))
             ann["keypoints"] = [float(v) for point in points for v in point]
             ann["num_keypoints"] = sum(1 for point in points if point[2] > 0)

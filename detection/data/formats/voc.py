@@ -160,7 +160,8 @@ def _image_of(
         problems.add(f"{shown}:{tree.sourceline}", f"root element is <{tree.tag}>, not <annotation>", hint=LAYOUT_HINT)
         return None
     name = (tree.findtext("filename") or "").strip() or xml.stem
-    path = resolve_image(images, Path(name).name, by_stem) or resolve_image(images, xml.stem, by_stem)
+    base = name.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    path = resolve_image(images, base, by_stem) or resolve_image(images, xml.stem, by_stem)
     if path is None:
         problems.add(f"{shown}: <filename>", f"image {name} not found in {display_path(images)}",
                      hint=f"put the image in {images.name}/, or delete that XML file", kind="image_missing")  # fmt: skip
