@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -46,6 +47,9 @@ LAYOUT_HINT = "a VOC folder holds Annotations/*.xml and JPEGImages/"
 
 ANNOTATION_DIRS = ("Annotations", "annotations", "Annotation", "annotation", "annots", "Annots", "xml", "labels")
 IMAGE_DIRS = ("JPEGImages", "images", "Images", "imgs", "jpegimages", "JPEGImages")
+
+
+_local = threading.local()
 
 
 def _parser() -> etree.XMLParser:
@@ -108,7 +112,6 @@ def read_voc(
     xmls = [folder / ann_dir / n for n in sorted(os.listdir(folder / ann_dir)) if n.endswith(".xml")]
     by_stem = images_by_stem(folder / img_dir, problems)
     known = None if class_names is None else set(class_names)
-    parser = _parser()
     seen: dict[str, Path] = {}
     rows: list[dict[str, object]] = []
     substituted = 0
@@ -116,7 +119,7 @@ def read_voc(
     for xml in xmls:
         if bad_name(xml, problems):
             continue
-        found = _image_of(xml, parser, folder / img_dir, by_stem, problems, check_size)
+        found = _image_of(xml, _parse(xml), folder / img_dir, by_stem, problems, check_size)
         if found is None:
             continue
         tree, path, width, height = found
@@ -140,15 +143,27 @@ def read_voc(
     return df, report
 
 
+def _parse(xml: Path) -> etree._ElementTree | etree.XMLSyntaxError:
+    """``xml`` parsed (safe parser, one per thread), or its syntax error. From bytes, not a path: lxml
+    cannot encode a file name that is not UTF-8."""
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = _parser()
+    try:
+        return etree.fromstring(xml.read_bytes(), parser).getroottree()
+    except etree.XMLSyntaxError as exc:
+        return exc
+
+
 def _image_of(
-    xml: Path, parser: etree.XMLParser, images: Path, by_stem: dict[str, list[Path]], problems: Problems, check_size: bool = True
+    xml: Path, parsed: etree._ElementTree | etree.XMLSyntaxError | None, images: Path, by_stem: dict[str, list[Path]],
+    problems: Problems, check_size: bool = True,
 ) -> tuple[etree._Element, Path, int, int] | None:
     """Parse ``xml``; return its root, its image file and size, or ``None`` (the problem recorded)."""
     shown = display_path(xml)
-    try:  # bytes, not a path: lxml cannot encode a file name that is not UTF-8
-        doc = etree.fromstring(xml.read_bytes(), parser).getroottree()
-    except etree.XMLSyntaxError as exc:
-        problems.add(f"{shown}:{exc.lineno}", f"malformed XML ({exc.msg})", hint="fix or delete that file")
+    doc = parsed if parsed is not None else _parse(xml)
+    if isinstance(doc, etree.XMLSyntaxError):
+        problems.add(f"{shown}:{doc.lineno}", f"malformed XML ({doc.msg})", hint="fix or delete that file")
         return None
     dtd = doc.docinfo.internalDTD
     if dtd is not None and (list(dtd.iterentities()) or dtd.external_id or dtd.system_url):
