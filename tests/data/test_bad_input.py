@@ -169,13 +169,14 @@ def test_image_without_annotation_and_duplicates_are_listed(voc: Path, tmp_path:
     assert dropped["boxes"] == 2 and dropped["skipped"] == 1
 
 
-def test_xxe_entity_is_refused(voc: Path, tmp_path: Path) -> None:
-    secret = tmp_path / "secret.txt"
-    secret.write_text("TOPSECRET")
-    doctype = f'<?xml version="1.0"?>\n<!DOCTYPE annotation [<!ENTITY xxe SYSTEM "file://{secret}">]>\n'
-    (voc / "Annotations" / "b.xml").write_text(doctype + voc_xml("b.jpg", obj("&xxe;")))
-    with pytest.raises(DetectionError, match=r"b\.xml:1: XML declares entities"):
-        read(voc, "voc")
+def test_external_dtd_is_refused(voc: Path, tmp_path: Path) -> None:
+    """An XXE through an external DTD (``SYSTEM``) rather than an inline entity (that one: test_voc.py)."""
+    (tmp_path / "evil.dtd").write_text('<!ENTITY secret "TOPSECRET">')
+    doctype = f'<?xml version="1.0"?>\n<!DOCTYPE annotation SYSTEM "file://{tmp_path / "evil.dtd"}">\n'
+    (voc / "Annotations" / "b.xml").write_text(doctype + voc_xml("b.jpg", obj("cat")))
+    df, report = read(voc, "voc", on_error="skip")
+    assert report["problem_counts"] == {"malformed": 1} and report["problems"][0]["where"].endswith("b.xml:1")
+    assert "TOPSECRET" not in df["label"].str.cat()
 
 
 def test_billion_laughs_is_refused(voc: Path) -> None:

@@ -23,17 +23,7 @@ from typing import Any
 import pandas as pd
 
 from detection.data.problems import Problems
-from detection.data.table import (
-    BOX_COLUMNS,
-    check_labels,
-    empty_table,
-    has_box,
-    image_rows,
-    images,
-    label_ids,
-    normalize,
-    summary,
-)
+from detection.data.table import BOX_COLUMNS, check_labels, empty_table, has_box, image_rows, images, label_ids, normalize, summary
 from detection.errors import DetectionError
 from detection.io import write_text
 

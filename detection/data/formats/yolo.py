@@ -23,17 +23,7 @@ import yaml
 from detection.data.formats.common import place_images
 from detection.data.images import IMAGE_SUFFIXES, display_path
 from detection.data.problems import Problems, bad_name, image_size
-from detection.data.table import (
-    BOX_COLUMNS,
-    boxes_of,
-    check_unique_stems,
-    empty_table,
-    image_rows,
-    images,
-    label_ids,
-    normalize,
-    summary,
-)
+from detection.data.table import BOX_COLUMNS, boxes_of, check_unique_stems, empty_table, image_rows, images, label_ids, normalize, summary
 from detection.errors import DetectionError
 from detection.io import atomic_path
 
