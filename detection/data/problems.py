@@ -194,13 +194,14 @@ def images_by_stem(folder: Path, problems: Problems | None = None) -> dict[str, 
 
 def resolve_image(folder: Path, name: str, by_stem: dict[str, list[Path]]) -> Path | None:
     """The file ``folder/name``, else the image with the same stem (``.ppm`` named, ``.jpg`` present)."""
-    for path in by_stem.get(Path(name).stem, ()):
+    stem = os.path.splitext(name)[0] if "/" not in name else Path(name).stem
+    for path in by_stem.get(stem, ()):
         if path.name == name:  # listed by the folder scan: no stat needed
             return path
     exact = folder / name
     if exact.is_file():
         return exact
-    group = by_stem.get(Path(name).stem)
+    group = by_stem.get(stem)
     return group[0] if group else None
 
 

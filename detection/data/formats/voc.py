@@ -109,17 +109,19 @@ def read_voc(
     folder, ann_dir, img_dir = layout(root, annotations_dir, images_dir)
     base = root if root.is_dir() else (root.parent.parent if root.suffix == ".xml" else root.parent)
     prefix = folder.relative_to(base)
-    xmls = [folder / ann_dir / n for n in sorted(os.listdir(folder / ann_dir)) if n.endswith(".xml")]
+    xml_dir = folder / ann_dir
+    xmls = [xml_dir / n for n in sorted(os.listdir(xml_dir)) if n.endswith(".xml")]
     by_stem = images_by_stem(folder / img_dir, problems)
     known = None if class_names is None else set(class_names)
     seen: dict[str, Path] = {}
     rows: list[dict[str, object]] = []
     substituted = 0
     image_prefix = (prefix / img_dir / "x").as_posix()[:-1]
+    image_dir = folder / img_dir
     for xml in xmls:
         if bad_name(xml, problems):
             continue
-        found = _image_of(xml, _parse(xml), folder / img_dir, by_stem, problems, check_size)
+        found = _image_of(xml, _parse(xml), image_dir, by_stem, problems, check_size)
         if found is None:
             continue
         tree, path, width, height = found
