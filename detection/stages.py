@@ -45,7 +45,8 @@ def convert(p: Params, config: bool = True, write_config: Path | None = None) ->
     fmt = c.format or (data.format if data is not None else "auto")
     options = {"columns": c.columns or None, "annotations_dir": c.annotations_dir, "images_dir": c.images_dir}
     return run(src, c.out, fmt, data.names if data is not None else None, c.on_error, to=c.to, images=c.images,
-               policy=c.policy, options=options, plots=c.plots, write_config=write_config)  # fmt: skip
+               policy=c.policy, options=options, plots=c.plots, write_config=write_config, split_out=p.split.out,
+               images_root=data.root if data is not None else None)  # fmt: skip
 
 
 def split(p: Params) -> Any:

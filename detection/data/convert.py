@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,8 @@ def convert(
     options: Mapping[str, Any] | None = None,
     plots: bool = False,
     write_config: Path | None = None,
+    split_out: Path = Path("data/processed"),
+    images_root: Path | None = None,
 ) -> dict[str, object]:
     """Read ``src`` in format ``fmt`` (``auto``: detected); write ``out/annotations.csv``, ``out/voc/``,
     ``out/coco.json`` (plus any other format of ``to``) and, last, ``out/report.json`` and ``report.md``
@@ -124,7 +127,9 @@ def convert(
 
     Nothing is written if reading fails; each output is written atomically. ``class_names`` (the
     dataset config's ``names``) fixes the label ids; without them the source's own names are used,
-    and ``write_config`` writes the dataset config inferred, so that the next stages run.
+    and ``write_config`` writes the dataset config inferred (its tables in ``split_out``, where the
+    split stage writes them), so that the next stages run. ``images_root`` (the dataset config's
+    ``root``) makes the image paths of every output relative to it, where training looks for them.
     """
     src, out = Path(src), Path(out)
     unknown = sorted(set(to) - set(WRITERS))
@@ -137,25 +142,38 @@ def convert(
                              hint="check the source folder and its format (--from / convert.format)")  # fmt: skip
     names = list(class_names) if class_names is not None else default_class_names(fmt, df, report)
     root = Path(str(report["image_root"]))
+    if images_root is not None and Path(images_root).resolve() != root.resolve():  # the config's root: where train looks
+        df = rebase(df, root, Path(images_root))
+        report = {**report, "image_root": str(images_root), "rebased_from": str(root)}
+        root = Path(images_root)
     outputs = {f: str(WRITERS[f](df, out, names, root, images)) for f in dict.fromkeys(["csv", *to])}
     report = {**report, "on_error": on_error, "policy": dict(policy or {}), "class_names": names, "outputs": outputs}
     if write_config is not None:
-        report["config"] = str(dataset_config(write_config, src, fmt, root, names, out))
+        report["config"] = str(dataset_config(write_config, src, fmt, root, names, split_out))
     report = write_report(report, df, root, out, plots=plots)
     log.info("convert %s (%s): %d images, %d boxes, %d empty, %d skipped, %d warnings -> %s",
              src, fmt, report["images"], report["boxes"], report["empty_images"], report["skipped"], report.get("warnings", 0), out)  # fmt: skip
     return report
 
 
-def dataset_config(path: Path, src: Path, fmt: str, root: Path, names: Sequence[str], out: Path) -> Path:
-    """Write the dataset config that ``convert`` inferred (format, images root, class names, split tables)."""
+def rebase(df: pd.DataFrame, old: Path, new: Path) -> pd.DataFrame:
+    """``df`` with image paths relative to ``new`` instead of ``old`` (POSIX, ``..`` where they lie outside)."""
+    base = Path(new).resolve()
+    mapping = {n: Path(os.path.relpath((Path(old) / n).resolve(), base)).as_posix() for n in df["image"].unique()}
+    return df.assign(image=df["image"].map(mapping))
+
+
+def dataset_config(path: Path, src: Path, fmt: str, root: Path, names: Sequence[str], tables: Path) -> Path:
+    """Write the dataset config that ``convert`` inferred (format, images root, class names, the split
+    stage's tables in ``tables``)."""
+    src = Path(src).resolve()
     config = {
-        "name": Path(src).resolve().name or "dataset",
+        "name": (src.parent.name if src.is_file() else src.name) or "dataset",
         "format": fmt,
         "names": list(names),
         "root": str(root),
-        "train": str(Path(out).parent / "processed" / "train.csv"),
-        "valid": str(Path(out).parent / "processed" / "valid.csv"),
+        "train": str(Path(tables) / "train.csv"),
+        "valid": str(Path(tables) / "valid.csv"),
     }
     write_text(path, "# written by `detection convert --write-config`\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     log.info("wrote the inferred dataset config -> %s", path)
