@@ -148,3 +148,18 @@ def test_convert_without_config_writes_one(yolo: Path, tmp_path: Path) -> None:
     config = load_dataset_config(tmp_path / "ds.yaml")
     assert config.names == ["cat", "dog"] and config.format == "yolo" and Path(config.root) == yolo.resolve() or Path(config.root) == yolo
     assert report["class_names"] == ["cat", "dog"]
+
+
+def test_convert_rebases_images_onto_the_config_root(tmp_path: Path) -> None:
+    image(tmp_path / "ds" / "images" / "a.jpg")  # COCO file_names relative to images/, config root one level up
+    (tmp_path / "ds" / "coco.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 100}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 2, 30, 40]}],
+        "categories": [{"id": 3, "name": "cat"}],
+    }))  # fmt: skip
+    report = convert(tmp_path / "ds" / "coco.json", tmp_path / "out", "coco", ["cat"], images_root=tmp_path / "ds")
+    from detection.data.table import read_table
+
+    table = read_table(tmp_path / "out" / "annotations.csv")
+    assert list(table["image"]) == ["images/a.jpg"] and report["rebased_from"] == str(tmp_path / "ds" / "images")
+    assert (tmp_path / "ds" / table["image"].iloc[0]).is_file()
