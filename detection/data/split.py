@@ -129,6 +129,15 @@ def _split_explicit(
             rarest = min(labels_of[g], key=lambda c: (image_count[c], c)) if labels_of[g] else ""
             strata.setdefault(rarest, []).append(g)
         groups_valid = _assign(strata, key, valid)
+        for label in sorted(image_count, key=lambda c: (image_count[c], c)):  # a class on one side only: move one scene
+            having = sorted((g for g in members if label in labels_of[g]), key=lambda g: (len(members[g]), key[g]))
+            sides = {g in groups_valid for g in having}
+            if len(having) < 2 or len(sides) == 2:
+                continue
+            if sides == {True} and len(groups_valid) > 1:
+                groups_valid.discard(having[0])
+            elif sides == {False} and len(groups_valid) < len(members) - 1:
+                groups_valid.add(having[0])
         chosen = {n for g in groups_valid for n in members[g]}
         train = set(names) - chosen
         extra |= {"group": group, "groups": {"train": len(members) - len(groups_valid), "valid": len(groups_valid)}}

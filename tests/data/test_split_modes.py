@@ -55,6 +55,15 @@ def test_group_split_keeps_each_scene_on_one_side(tmp_path: Path) -> None:
     assert again["per_class"] == report["per_class"]  # deterministic for a seed
 
 
+def test_group_split_puts_a_rare_class_on_both_sides(tmp_path: Path) -> None:
+    rows = [{"image": f"s{g:02d}_{f}.jpg", "width": 50, "height": 50, "xmin": 1, "ymin": 1, "xmax": 9, "ymax": 9,
+             "label": "car"} for g in range(10) for f in range(3)]  # fmt: skip
+    rows += [{**rows[3 * g], "label": "bus"} for g in (2, 7)]  # two scenes also hold a bus, one a (rarer) tram:
+    rows += [{**rows[6], "label": "tram"}]  # strata by rarest class leave both bus scenes alone in theirs (to train)
+    report = split(write_table(pd.DataFrame(rows), tmp_path / "a.csv"), tmp_path / "out", valid=0.2, mode="group", group=r"^(s\d+)_")
+    assert report["per_class_images"]["bus"] == {"train": 1, "valid": 1}
+
+
 def test_lists_refuse_an_image_on_both_sides(tmp_path: Path) -> None:
     table = _scenes(tmp_path)
     (tmp_path / "t.txt").write_text("scene00_0000\nscene00_0001\n")
