@@ -37,7 +37,8 @@ def split(
     files of image names, paths or stems, e.g. VOC's ``ImageSets/Main/train.txt``/``val.txt``; images
     in neither are left out and counted), ``gtsdb`` (the official split: 00000-00599 train, the rest
     valid) or ``group`` (``group``: a regular expression on the image path whose first group, or whole
-    match, names the scene/video; a scene's images all land on one side, the ratio counts scenes).
+    match, names the scene/video; a scene's images all land on one side, the ratio counts scenes, and a
+    class that >= 2 scenes hold reaches both sides where possible).
     """
     annotations, out = Path(annotations), Path(out)
     if mode != "ratio":
