@@ -10,6 +10,7 @@ image without boxes goes through too. Mosaic needs three more samples: the datas
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,14 +69,10 @@ class Augmenter:
         self.source: Callable[[int], Sample] | None = None
 
     def bind(self, dataset: Any) -> None:
-        """Let mosaic draw samples from ``dataset`` (a ``DetectionDataset``: ``images``, ``groups``, ``ids``, ``read``)."""
+        """Let mosaic draw samples from ``dataset`` (a ``DetectionDataset``: ``images``, ``groups``, ``ids``, ``read``).
 
-        def sample(i: int) -> Sample:
-            name = dataset.images.at[i, "image"]
-            boxes, labels = as_arrays(dataset.groups[name], dataset.ids)
-            return dataset.read(name), boxes, labels
-
-        self.bind_source(sample, len(dataset))
+        A ``functools.partial`` of a module function, not a closure: data-loader workers can pickle it."""
+        self.bind_source(functools.partial(_dataset_sample, dataset), len(dataset))
 
     def bind_source(self, source: Callable[[int], Sample], size: int) -> None:
         self.source, self.size = source, size
@@ -86,6 +83,12 @@ class Augmenter:
             others = [self.source(int(i)) for i in self.rng.integers(0, self.size, 3)]
             extra["mosaic_metadata"] = [{"image": img, "bboxes": b, "labels": lab} for img, b, lab in others]
         return self.compose(image=image, bboxes=bboxes, labels=labels, **extra)
+
+
+def _dataset_sample(dataset: Any, i: int) -> Sample:
+    name = dataset.images.at[i, "image"]
+    boxes, labels = as_arrays(dataset.groups[name], dataset.ids)
+    return dataset.read(name), boxes, labels
 
 
 def build_augmentation(p: AugmentParams | None = None, hflip: float = 0.0, seed: int = 0, imgsz: int = 640) -> Augmenter:

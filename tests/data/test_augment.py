@@ -80,3 +80,17 @@ def test_augment_preview_cli(sample_ro: Path, tmp_path: Path, capsys: pytest.Cap
     (tmp_path / "ds.yaml").write_text(yaml.safe_dump(ds))
     main(["augment-preview", "--data", str(tmp_path / "ds.yaml"), "--out", str(tmp_path / "grid.png"), "--count", "2"])
     assert cv2.imread(str(tmp_path / "grid.png")) is not None and "grid.png" in capsys.readouterr().out
+
+
+def test_bound_augmenter_pickles(sample_ro: Path, tmp_path: Path) -> None:
+    """Data-loader workers started with spawn (macOS, Windows) pickle the dataset and its augmenter."""
+    import pickle
+
+    from detection.data.convert import convert
+    from detection.data.table import read_table
+
+    names = ["stop", "give way", "priority road", "no entry", "keep right"]
+    convert(sample_ro, tmp_path / "i", "gtsdb", names)
+    dataset = DetectionDataset(read_table(tmp_path / "i" / "annotations.csv"), sample_ro, names, build_augmentation(AugmentParams(mosaic=1.0), imgsz=96))
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert tuple(copy[1][0].shape) == (3, 96, 96)
