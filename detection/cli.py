@@ -48,17 +48,32 @@ def _main(
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
+# section.field -> the option that sets it, where its name is not --field (for error messages).
+OPTION_NAMES = {
+    "convert.format": "--from", "convert.src": "SRC", "convert.out": "DST", "convert.on_error": "--on-error",
+    "evaluate.score_threshold": "--threshold", "split.annotations": "ANNOTATIONS", "fetch.source": "SOURCE",
+    "video.source": "SOURCE", "video.max_frames": "--max-frames", "split.train_list": "--train-list",
+    "split.valid_list": "--valid-list", "convert.images_dir": "--images-dir", "convert.annotations_dir": "--annotations-dir",
+}  # fmt: skip
+
+
 def _params(path: Path, data: Path | None = None, **sections: dict[str, Any]) -> Params:
     """``params.yaml`` with the options that were given (not None) laid over their sections."""
+    from pydantic import ValidationError
+
+    from detection.config import option_errors
+
     base = load_params(path).model_dump()
     if data is not None:
         base["data"] = data
+    given: dict[str, str] = {}
     for section, values in sections.items():
         base[section].update({k: v for k, v in values.items() if v is not None})
+        given |= {f"{section}.{k}": OPTION_NAMES.get(f"{section}.{k}", "--" + k.replace("_", "-")) for k, v in values.items() if v is not None}
     try:
         return Params.model_validate(base)
-    except Exception as exc:  # pydantic.ValidationError: an option value out of range
-        raise DetectionError(f"invalid option: {exc}".replace("\n", " ")) from None
+    except ValidationError as exc:  # an option value out of range: one line naming option, value and what is allowed
+        raise DetectionError(option_errors(exc, given, str(path))) from None
 
 
 def _run(stage: str, params: Params, **kwargs: Any) -> Any:
@@ -91,48 +106,103 @@ def fetch(
 def convert(
     src: Annotated[Optional[Path], typer.Argument(help="source folder/file (default: the dataset config's root)")] = None,
     dst: Annotated[Optional[Path], typer.Argument(help="output folder (params.yaml: convert.out)")] = None,
-    from_: Annotated[Optional[str], typer.Option("--from", help="source format: gtsdb, voc, coco, csv (default: the dataset config's)")] = None,
-    to: Annotated[Optional[list[str]], typer.Option("--to", help="output format (repeatable): csv, voc, coco, gtsdb (params.yaml: convert.to)")] = None,
+    from_: Annotated[Optional[str], typer.Option("--from", help="source format: auto, gtsdb, voc, coco, csv, yolo, kpjson (default: the dataset config's; auto when SRC is given without --data)")] = None,
+    to: Annotated[Optional[list[str]], typer.Option("--to", help="output format (repeatable): csv, voc, coco, gtsdb, yolo, kpjson (params.yaml: convert.to)")] = None,
     on_error: Annotated[Optional[str], typer.Option(help="raise | skip bad boxes (skips are counted in report.json)")] = None,
+    images: Annotated[Optional[str], typer.Option(help="images beside written VOC/YOLO/kpjson folders: link | copy | none (params.yaml: convert.images)")] = None,
+    policy: Annotated[Optional[list[str]], typer.Option(help="KIND=ACTION (repeatable), e.g. duplicate_box=drop, outside_image=clip (params.yaml: convert.policy)")] = None,
+    column: Annotated[Optional[list[str]], typer.Option(help="CSV: NAME=COLUMN (repeatable), e.g. image=path label=category (params.yaml: convert.columns)")] = None,
+    annotations_dir: Annotated[Optional[str], typer.Option(help="VOC: name of the XML folder (params.yaml: convert.annotations_dir)")] = None,
+    images_dir: Annotated[Optional[str], typer.Option(help="VOC: images folder name; COCO/CSV: images folder relative to the file (params.yaml: convert.images_dir)")] = None,
+    write_config: Annotated[Optional[Path], typer.Option(help="write the dataset config inferred from the source (format, root, class names) to this file")] = None,
     data: DataOpt = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Read annotations into the canonical table; write annotations.csv, VOC XML, COCO JSON and a report."""
-    p = _params(params, data, convert={"src": src, "out": dst, "format": from_, "to": to, "on_error": on_error})
-    report = _run("convert", p)
-    _show("convert", report, ["images", "boxes", "empty_images", "skipped"])
+    """Read annotations into the canonical table; write annotations.csv, VOC XML, COCO JSON and a validation report."""
+    values = {"src": src, "out": dst, "format": from_, "to": to, "on_error": on_error, "images": images,
+              "annotations_dir": annotations_dir, "images_dir": images_dir,
+              "policy": _pairs("--policy", policy), "columns": _pairs("--column", column)}  # fmt: skip
+    p = _params(params, data, convert=values)
+    report = _run("convert", p, config=data is not None or src is None, write_config=write_config)
+    _show("convert", report, ["format", "images", "boxes", "empty_images", "skipped", "warnings"])
+
+
+def _pairs(option: str, items: list[str] | None) -> dict[str, str] | None:
+    """``["a=b", ...]`` as a dict; a DetectionError naming the option for an item without ``=``."""
+    if not items:
+        return None
+    bad = [i for i in items if "=" not in i]
+    if bad:
+        raise DetectionError(f"invalid option value: {option} {bad[0]!r}: expected NAME=VALUE")
+    return dict(i.split("=", 1) for i in items)
 
 
 @app.command()
 def validate(
     src: Annotated[Path, typer.Argument(help="annotations/images folder or file to check")],
-    format: Annotated[str, typer.Option("--format", "-f", help="gtsdb, voc, coco or csv")],
+    format: Annotated[str, typer.Option("--format", "--from", "-f", help="auto, gtsdb, voc, coco, csv, yolo or kpjson")] = "auto",
     data: DataOpt = None,
-    report: Annotated[Optional[Path], typer.Option(help="folder for report.json")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="folder for report.json, report.md and the plots")] = None,
+    policy: Annotated[Optional[list[str]], typer.Option(help="KIND=ACTION (repeatable), as for convert")] = None,
+    images_dir: Annotated[Optional[str], typer.Option(help="VOC: images folder name; COCO/CSV: images folder relative to the file")] = None,
+    annotations_dir: Annotated[Optional[str], typer.Option(help="VOC: name of the XML folder")] = None,
+    plots: Annotated[bool, typer.Option(help="write the PNG plots with the report")] = True,
 ) -> None:
-    """Check a data set without converting it: every problem is listed, nothing is skipped silently."""
+    """Check a data set without converting it: every problem is listed with its file and line, nothing is skipped silently."""
     from detection.config import load_dataset_config
+    from detection.data.convert import FORMATS
     from detection.data.convert import validate as run
 
+    if format not in (*FORMATS, "auto"):
+        raise DetectionError(f"invalid option value: --format {format!r}: allowed: auto, {', '.join(FORMATS)}")
     names = load_dataset_config(data).names if data is not None else None
-    result = run(src, format, names, report)
-    _show(f"validate {src}", result, ["images", "boxes", "empty_images", "skipped", "ok"])
+    options = {"images_dir": images_dir, "annotations_dir": annotations_dir}
+    result = run(src, format, names, report, policy=_pairs("--policy", policy), options=options, plots=plots)
+    _show(f"validate {src}", result, ["format", "images", "boxes", "empty_images", "skipped", "warnings", "ok"])
+    if result["problem_counts"]:
+        _show("problems by kind", result["problem_counts"])  # type: ignore[arg-type]
     if not result["ok"]:
         raise typer.Exit(1)
+
+
+@app.command("augment-preview")
+def augment_preview(
+    annotations: Annotated[Optional[Path], typer.Argument(help="canonical table (default: the dataset config's train table)")] = None,
+    out_file: Annotated[Path, typer.Option("--out", help="PNG grid to write")] = Path("reports/augment_preview.png"),
+    count: Annotated[int, typer.Option(min=1, max=64, help="augmented samples in the grid")] = 9,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    data: DataOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Write a grid of augmented training samples (params.yaml: train.augment) so you see what training sees."""
+    from detection.config import load_dataset_config
+    from detection.data.augment import preview
+
+    p = _params(params, data)
+    config = load_dataset_config(p.data)
+    path = preview(annotations or config.train, config.root, config.names, p.train.augment, out_file, count=count, seed=seed, imgsz=p.train.imgsz)
+    out.print(f"wrote {path}")
 
 
 @app.command()
 def split(
     annotations: Annotated[Optional[Path], typer.Argument(help="canonical annotations.csv (params.yaml: split.annotations)")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="output folder (params.yaml: split.out)")] = None,
-    valid: Annotated[Optional[float], typer.Option(help="fraction of images for validation (params.yaml: split.valid)")] = None,
+    valid: Annotated[Optional[float], typer.Option(help="fraction of images (mode group: of scenes) for validation (params.yaml: split.valid)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="random seed (params.yaml: split.seed)")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="ratio | lists | gtsdb | group (params.yaml: split.mode)")] = None,
+    train_list: Annotated[Optional[Path], typer.Option(help="mode lists: file of train image names, e.g. VOC ImageSets/Main/train.txt")] = None,
+    valid_list: Annotated[Optional[Path], typer.Option(help="mode lists: file of valid image names, e.g. ImageSets/Main/val.txt")] = None,
+    group: Annotated[Optional[str], typer.Option(help="mode group: regex on the image path; its first group names the scene")] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Split images into train/valid, deterministic and stratified by class."""
-    p = _params(params, split={"annotations": annotations, "out": out_dir, "valid": valid, "seed": seed})
+    """Split images into train/valid: stratified by class (deterministic), by lists, GTSDB's official split, or by scene."""
+    values = {"annotations": annotations, "out": out_dir, "valid": valid, "seed": seed, "mode": mode,
+              "train_list": train_list, "valid_list": valid_list, "group": group}  # fmt: skip
+    p = _params(params, split=values)
     report = _run("split", p)
     _show("split", {k: v for k, v in report.items() if isinstance(v, (int, float, str))})
+    _show("images", report["images"])
 
 
 @app.command()
@@ -208,7 +278,7 @@ def predict(
     source: Annotated[Path, typer.Argument(help="an image file or a folder of images")],
     weights: Annotated[Path, typer.Option(help="checkpoint (.pt) or model.onnx")],
     out_dir: Annotated[Path, typer.Option("--out", help="folder for annotated images and predictions.jsonl")] = Path("reports/predict"),
-    threshold: Annotated[float, typer.Option(help="minimum score")] = 0.5,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="minimum score")] = 0.5,
 ) -> None:
     """Detect objects in images with a checkpoint or an ONNX model."""
     from detection.inference.predict import predict as run
@@ -271,7 +341,9 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors (ours and bad usage) become one ``error:`` line and exit status 2."""
     try:
-        app(args=argv, prog_name="detection", standalone_mode=False)
+        code = app(args=argv, prog_name="detection", standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(N) inside a verb: click returns N in this mode
+            sys.exit(code)
     except DetectionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

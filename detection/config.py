@@ -37,12 +37,22 @@ class FetchParams(_Section):
     sample: SampleParams = SampleParams()
 
 
+Format = Literal["gtsdb", "voc", "coco", "csv", "yolo", "kpjson"]
+ProblemAction = Literal["error", "drop", "warn", "clip"]
+
+
 class ConvertParams(_Section):
     src: Path | None = Field(None, description="annotations/images folder; default: the dataset config's root")
     out: Path = Path("data/interim")
-    format: Literal["gtsdb", "voc", "coco", "csv"] | None = Field(None, description="source format; default: the dataset config's")
+    format: Literal["gtsdb", "voc", "coco", "csv", "yolo", "kpjson", "auto"] | None = Field(None, description="source format (auto: detected); default: the dataset config's")
     on_error: Literal["raise", "skip"] = Field("raise", description="bad boxes: stop, or skip and count them")
-    to: list[Literal["csv", "voc", "coco", "gtsdb"]] = Field(["csv", "voc", "coco"], description="formats written")
+    to: list[Format] = Field(["csv", "voc", "coco"], description="formats written")
+    images: Literal["link", "copy", "none"] = Field("link", description="images beside written VOC/YOLO/kpjson folders")
+    policy: dict[str, ProblemAction] = Field({}, description="problem kind -> error | drop | warn | clip (detection.data.problems.KINDS)")
+    plots: bool = Field(True, description="write the validation report's PNG plots beside report.json")
+    columns: dict[str, str] = Field({}, description="CSV: canonical column -> the source's column name")
+    annotations_dir: str | None = Field(None, description="VOC: the XML folder's name when not a common one")
+    images_dir: str | None = Field(None, description="VOC/COCO/CSV: the images folder (VOC: name; COCO/CSV: relative to the file)")
 
 
 class SplitParams(_Section):
@@ -50,11 +60,43 @@ class SplitParams(_Section):
     out: Path = Path("data/processed")
     valid: float = Field(0.25, gt=0.0, lt=1.0)
     seed: int = 0
+    mode: Literal["ratio", "lists", "gtsdb", "group"] = Field("ratio", description="ratio (stratified), lists (files of names), gtsdb (official 600/300), group (by regex)")
+    train_list: Path | None = Field(None, description="mode lists: text file of the train images (names or stems, e.g. VOC ImageSets/Main/train.txt)")
+    valid_list: Path | None = Field(None, description="mode lists: text file of the valid images")
+    group: str | None = Field(None, description="mode group: regular expression on the image path; its first group (or match) names the scene")
 
 
 class ModelParams(_Section):
     name: str = "fasterrcnn_tiny"
     weights: str = Field("none", description="'none', 'default' (torchvision's), or a path to a .pt file")
+
+
+class AugmentParams(_Section):
+    """Training augmentation (albumentations, bbox-aware): each transform's probability and range.
+
+    Boxes that a transform cuts are clipped; those left under ``min_area`` pixels or ``min_visibility``
+    of their area are dropped; images without boxes train too. ``detection augment-preview`` shows it.
+    """
+
+    vflip: float = Field(0.0, ge=0, le=1, description="vertical-flip probability (horizontal: train.hflip)")
+    affine: float = Field(0.5, ge=0, le=1, description="probability of the scale/translate/rotate transform")
+    scale: tuple[float, float] = Field((0.8, 1.2), description="affine scale range")
+    translate: float = Field(0.08, ge=0, le=0.5, description="affine shift, fraction of the image size")
+    rotate: float = Field(0.0, ge=0, le=180, description="affine rotation range, +- degrees")
+    crop: float = Field(0.0, ge=0, le=1, description="random-resized-crop probability (output: train.imgsz square)")
+    crop_scale: tuple[float, float] = Field((0.5, 1.0), description="random-resized-crop area range")
+    color: float = Field(0.7, ge=0, le=1, description="brightness/contrast jitter probability")
+    brightness: float = Field(0.25, ge=0, le=1)
+    contrast: float = Field(0.25, ge=0, le=1)
+    hsv: float = Field(0.5, ge=0, le=1, description="hue/saturation/value jitter probability")
+    hue: int = Field(5, ge=0, le=180)
+    saturation: int = Field(20, ge=0, le=255)
+    value: int = Field(20, ge=0, le=255)
+    blur: float = Field(0.0, ge=0, le=1, description="Gaussian blur probability")
+    noise: float = Field(0.0, ge=0, le=1, description="Gaussian noise probability")
+    mosaic: float = Field(0.0, ge=0, le=1, description="mosaic probability (4 images in a 2x2 grid, output train.imgsz square)")
+    min_area: float = Field(0.0, ge=0, description="boxes left smaller than this (pixels) are dropped")
+    min_visibility: float = Field(0.4, ge=0, le=1, description="boxes left with less of their area visible are dropped")
 
 
 class TrainParams(_Section):
@@ -69,6 +111,7 @@ class TrainParams(_Section):
     workers: int = 0
     seed: int = 0
     hflip: float = Field(0.0, ge=0.0, le=1.0, description="horizontal-flip probability (0 for signs)")
+    augment: AugmentParams = AugmentParams()
     out: Path = Path("models")
     reports: Path = Path("reports/train")
 
@@ -118,7 +161,7 @@ class DatasetConfig(_Section):
     """A dataset config (``configs/datasets/*.yaml``): its format, where it lives, its classes."""
 
     name: str
-    format: Literal["gtsdb", "voc", "coco", "csv"]
+    format: Format
     names: list[str] = Field(description="class names, in label-id order (id 1 is names[0])")
     root: Path = Field(Path("data/raw"), description="images root: image paths in the tables are relative to it")
     train: Path = Field(Path("data/processed/train.csv"), description="canonical table of the train split")
@@ -142,6 +185,29 @@ def _format_validation(path: Path, exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         parts.append(f"{loc}: {err['msg']}")
     return f"{path}: invalid config: " + "; ".join(parts)
+
+
+def option_errors(exc: ValidationError, options: dict[str, str], source: str = "params.yaml") -> str:
+    """One line for a validation error of option values: ``--epochs -1: must be >= 1``, per bad field.
+
+    ``options`` maps ``section.field`` to the CLI option that set it (values not from an option are
+    named as ``source``'s key). No pydantic wording, no URLs.
+    """
+    parts: dict[str, str] = {}
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith(("literal[", "function-"))]
+        key = ".".join(loc[:2]) if len(loc) >= 2 else ".".join(loc)
+        if key in parts:
+            continue
+        value = err.get("input")
+        msg = str(err["msg"]).replace("Value error, ", "")
+        msg = msg.replace("Input should be '", "allowed: '", 1).replace("Input should be", "must be")
+        for old, new in (("greater than or equal to", ">="), ("less than or equal to", "<="), ("greater than", ">"), ("less than", "<")):
+            msg = msg.replace(old, new)
+        name = options.get(key) or f"{source}: {key}"
+        sub = ".".join(x for x in loc[2:] if not x.isdigit())  # a dict key (policy kind), not a list index
+        parts[key] = f"{name} {sub + '=' if sub else ''}{value!r}: {msg}"
+    return "invalid option value: " + "; ".join(parts.values())
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -36,18 +36,24 @@ def fetch(p: Params) -> Any:
     return run(p.fetch.source, p.fetch.dest, sha256=p.fetch.sha256, sample=p.fetch.sample)
 
 
-def convert(p: Params) -> Any:
+def convert(p: Params, config: bool = True, write_config: Path | None = None) -> Any:
+    """``config=False``: no dataset config (class names from the source, format ``auto`` unless given)."""
     from detection.data.convert import convert as run
 
-    data, c = load_dataset_config(p.data), p.convert
-    src = data.root if c.src is None else c.src
-    return run(src, c.out, data.format if c.format is None else c.format, data.names, c.on_error, to=c.to)
+    data, c = (load_dataset_config(p.data) if config else None), p.convert
+    src = data.root if c.src is None and data is not None else c.src
+    fmt = c.format or (data.format if data is not None else "auto")
+    options = {"columns": c.columns or None, "annotations_dir": c.annotations_dir, "images_dir": c.images_dir}
+    return run(src, c.out, fmt, data.names if data is not None else None, c.on_error, to=c.to, images=c.images,
+               policy=c.policy, options=options, plots=c.plots, write_config=write_config, split_out=p.split.out,
+               images_root=data.root if data is not None else None)  # fmt: skip
 
 
 def split(p: Params) -> Any:
     from detection.data.split import split as run
 
-    return run(p.split.annotations, p.split.out, valid=p.split.valid, seed=p.split.seed)
+    s = p.split
+    return run(s.annotations, s.out, valid=s.valid, seed=s.seed, mode=s.mode, train_list=s.train_list, valid_list=s.valid_list, group=s.group)
 
 
 def train(p: Params, resume: bool = False) -> Any:

@@ -16,7 +16,7 @@ for _key, _value in {"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "PREFECT_SERV
     os.environ.setdefault(_key, _value)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("DETECTION_SHARED_DATA") or ROOT.parent / "shared" / "data")  # env: a worktree elsewhere
 
 # Small enough for a whole `dvc repro` in about a minute on 2 cores.
 TINY_PARAMS = {

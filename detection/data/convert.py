@@ -1,95 +1,108 @@
 """The convert and validate stages: read any supported format into the canonical table, write every output.
 
 N formats need N readers and N writers (``READERS``, ``WRITERS``), never N x N converters. Readers
-take ``(src, class_names, on_error)`` and return ``(table, report)``; writers take
-``(table, out_dir, class_names)`` and return the path they wrote. Image paths in every output are
-relative to the source folder (``report["image_root"]``), which is where later stages find the images.
+take ``(src, class_names, on_error, **options)`` and return ``(table, report)``, the report naming
+``image_root`` (where the table's image paths resolve). Writers take ``(table, out_dir, class_names,
+image_root, images)`` and write a complete data set (its images linked or copied beside it, or COCO
+``file_name``s that resolve), so every written format reads back.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-import math
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
-from detection.data.coco import read_coco, write_coco
-from detection.data.gtsdb import GTSDB_CLASSES, read_gtsdb, write_gtsdb
+from detection.data.formats.coco import read_coco, write_coco
+from detection.data.formats.csv import read_csv, write_csv
+from detection.data.formats.detect import FORMATS, detect_format
+from detection.data.formats.gtsdb import GTSDB_CLASSES, read_gtsdb, write_gtsdb
+from detection.data.formats.kpjson import read_kpjson, write_kpjson
+from detection.data.formats.voc import read_voc, write_voc
+from detection.data.formats.yolo import read_yolo, write_yolo
 from detection.data.problems import Problems
-from detection.data.table import BOX_COLUMNS, has_box, normalize, read_table, summary, write_table
-from detection.data.voc import read_voc, write_voc
+from detection.data.table import has_box, normalize
+from detection.data.validate import check_dataset, statistics, write_report
 from detection.errors import DetectionError
-from detection.io import write_json
+from detection.io import write_text
+
+__all__ = ["READERS", "WRITERS", "convert", "read", "read_csv", "validate"]
 
 log = logging.getLogger(__name__)
 
-Reader = Callable[[Path, Sequence[str] | None, str], tuple[pd.DataFrame, dict[str, object]]]
-Writer = Callable[[pd.DataFrame, Path, Sequence[str]], Path]
+Reader = Callable[..., tuple[pd.DataFrame, dict[str, object]]]
+Writer = Callable[[pd.DataFrame, Path, Sequence[str], Path | None, str], Path]
 
-
-def read_csv(
-    path: Path, class_names: Sequence[str] | None = None, on_error: str = "raise"
-) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Read a canonical CSV (``write_table``'s; a folder means its ``annotations.csv``) and check every row.
-
-    Coordinates are the table's own (0-based continuous corners). A row must hold a whole box and label,
-    or none (an image without a box); boxes must have a positive area and lie in their image. An image
-    whose every box was skipped stays as an image without a box.
-    """
-    problems = Problems(on_error)
-    path = Path(path)
-    path = path / "annotations.csv" if path.is_dir() else path
-    df = read_table(path)
-    known = None if class_names is None else set(class_names)
-    keep: list[dict[str, object]] = []
-    for i, row in enumerate(df.to_dict("records")):
-        where = f"{path}:{i + 2}"
-        if row["width"] <= 0 or row["height"] <= 0:
-            problems.add(where, f"image size must be positive, got {row['width']}x{row['height']}")
-            continue
-        missing = [c for c in BOX_COLUMNS if math.isnan(row[c])] + (["label"] if not row["label"] else [])
-        if len(missing) == len(BOX_COLUMNS) + 1:
-            keep.append(row)
-            continue
-        if missing:
-            problems.add(where, f"incomplete box: empty {missing} (a row holds a whole box and label, or none of them)")
-            continue
-        shown = ", ".join(f"{c}={row[c]:g}" for c in BOX_COLUMNS)
-        box = problems.box(where, tuple(row[c] for c in BOX_COLUMNS), row["width"], row["height"], shown)  # type: ignore[arg-type]
-        if box is not None and problems.label(where, row["label"], known):
-            keep.append(row | dict(zip(BOX_COLUMNS, box, strict=True)))
-    kept = pd.DataFrame(keep, columns=df.columns)
-    lost = df[~df["image"].isin(kept["image"]) & (df["width"] > 0) & (df["height"] > 0)].drop_duplicates("image")
-    lost = lost.assign(**{c: math.nan for c in BOX_COLUMNS}, label="", difficult=0, iscrowd=0)
-    out = normalize(pd.concat([kept, lost]) if len(lost) else kept)
-    problems.log_summary(path)
-    return out, {"format": "csv", "source": str(path), "annotations": str(path), **summary(out), **problems.report()}
-
-
-READERS: dict[str, Reader] = {"gtsdb": read_gtsdb, "voc": read_voc, "coco": read_coco, "csv": read_csv}
+READERS: dict[str, Reader] = {"gtsdb": read_gtsdb, "voc": read_voc, "coco": read_coco, "csv": read_csv, "yolo": read_yolo, "kpjson": read_kpjson}
 WRITERS: dict[str, Writer] = {
-    "csv": lambda df, out, names: write_table(df, out / "annotations.csv"),
-    "voc": lambda df, out, names: write_voc(df, out / "voc"),
-    "coco": lambda df, out, names: write_coco(df, out / "coco.json", names),
-    "gtsdb": lambda df, out, names: write_gtsdb(df, out / "gtsdb"),
+    "csv": lambda df, out, names, root, images: write_csv(df, out),
+    "voc": lambda df, out, names, root, images: write_voc(df, out / "voc", root, images),
+    "coco": lambda df, out, names, root, images: write_coco(df, out / "coco.json", names, root),
+    "gtsdb": lambda df, out, names, root, images: write_gtsdb(df, out / "gtsdb"),
+    "yolo": lambda df, out, names, root, images: write_yolo(df, out / "yolo", names, root, images),
+    "kpjson": lambda df, out, names, root, images: write_kpjson(df, out / "kpjson", root, images),
 }
+assert set(READERS) == set(FORMATS)
 SHOWN = 20  # problems logged one by one by validate
-OUTPUTS = ("csv", "voc", "coco")  # what the convert stage writes: annotations.csv, voc/Annotations/, coco.json
+OUTPUTS = ("csv", "voc", "coco")  # what the convert stage writes by default: annotations.csv, voc/, coco.json
 
 
-def _reader(fmt: str) -> Reader:
+def read(
+    src: Path, fmt: str, class_names: Sequence[str] | None = None, on_error: str = "raise",
+    policy: Mapping[str, str] | None = None, options: Mapping[str, Any] | None = None, check: bool = True,
+) -> tuple[pd.DataFrame, dict[str, object]]:  # fmt: skip
+    """Read ``src`` as ``fmt`` (``auto``: detected), then check its images and boxes (``validate.check_dataset``).
+
+    ``options`` are the reader's own keyword options (``columns`` for csv, ``annotations_dir`` /
+    ``images_dir`` for voc, ``images_dir`` for coco); those a reader does not take are ignored.
+    """
+    src = Path(src)
+    fmt = detect_format(src) if fmt == "auto" else fmt
     if fmt not in READERS:
-        raise DetectionError(f"unknown annotation format {fmt!r}", hint=f"use one of {sorted(READERS)}")
-    return READERS[fmt]
+        raise DetectionError(f"unknown annotation format {fmt!r}", hint=f"use one of {', '.join(FORMATS)} or auto")
+    reader = READERS[fmt]
+    accepted = inspect.signature(reader).parameters
+    kwargs = {k: v for k, v in (options or {}).items() if k in accepted and v is not None}
+    if "policy" in accepted:
+        kwargs["policy"] = policy
+    if "check_size" in accepted and check:
+        kwargs["check_size"] = False  # check_dataset decodes each image and compares its size
+    df, report = reader(src, class_names, on_error, **kwargs)
+    report = {**report, "format": fmt}
+    if check and len(df):
+        problems = Problems(on_error, policy)
+        reported = [str(item["where"]) for item in report["problems"]]  # type: ignore[attr-defined]
+        df = normalize(check_dataset(df, Path(str(report["image_root"])), problems, reported=reported))
+        extra = problems.report()
+        report = {
+            **report,
+            "clipped_boxes": report.get("clipped_boxes", 0),
+            "skipped": int(report["skipped"]) + int(extra["skipped"]),  # type: ignore[call-overload]
+            "warnings": int(report.get("warnings", 0)) + int(extra["warnings"]),  # type: ignore[call-overload]
+            "problem_counts": _add_counts(report.get("problem_counts", {}), extra["problem_counts"]),  # type: ignore[arg-type]
+            "problems": [*report["problems"], *extra["problems"]],  # type: ignore[misc]
+        }
+    return df, {**report, **statistics(df)}
 
 
-def default_class_names(fmt: str, df: pd.DataFrame) -> list[str]:
-    """Class names when the dataset config gives none: GTSDB's 43 official ones, else the labels found, sorted."""
+def _add_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in sorted(set(a) | set(b))}
+
+
+def default_class_names(fmt: str, df: pd.DataFrame, report: Mapping[str, object] | None = None) -> list[str]:
+    """Class names when the dataset config gives none: the source's own (GTSDB's 43, the YOLO classes, the
+    COCO categories in id order), else the labels found, sorted."""
     if fmt == "gtsdb":
         return list(GTSDB_CLASSES)
-    return sorted(set(df.loc[has_box(df), "label"]))
+    found = sorted(set(df.loc[has_box(df), "label"]))
+    listed = list((report or {}).get("class_names") or [])  # type: ignore[call-overload]
+    return listed + [n for n in found if n not in listed] if listed else found
 
 
 def convert(
@@ -100,47 +113,90 @@ def convert(
     on_error: str = "raise",
     *,
     to: Sequence[str] = OUTPUTS,
+    images: str = "link",
+    policy: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
+    plots: bool = False,
+    write_config: Path | None = None,
+    split_out: Path = Path("data/processed"),
+    images_root: Path | None = None,
 ) -> dict[str, object]:
-    """Read ``src`` in format ``fmt``; write ``out/annotations.csv``, ``out/voc/Annotations/*.xml``,
-    ``out/coco.json`` (plus any other format of ``to``) and, last, ``out/report.json``; return the report.
+    """Read ``src`` in format ``fmt`` (``auto``: detected); write ``out/annotations.csv``, ``out/voc/``,
+    ``out/coco.json`` (plus any other format of ``to``) and, last, ``out/report.json`` and ``report.md``
+    (with ``plots``, the validation plots too); return the report.
 
     Nothing is written if reading fails; each output is written atomically. ``class_names`` (the
-    dataset config's ``names``) fixes the COCO category ids; boxes of other classes are problems.
+    dataset config's ``names``) fixes the label ids; without them the source's own names are used,
+    and ``write_config`` writes the dataset config inferred (its tables in ``split_out``, where the
+    split stage writes them), so that the next stages run. ``images_root`` (the dataset config's
+    ``root``) makes the image paths of every output relative to it, where training looks for them.
     """
     src, out = Path(src), Path(out)
     unknown = sorted(set(to) - set(WRITERS))
     if unknown:
-        raise DetectionError(f"unknown output format(s) {unknown}", hint=f"use some of {sorted(WRITERS)}")
-    df, report = _reader(fmt)(src, class_names, on_error)
+        raise DetectionError(f"unknown output format(s) {unknown}", hint=f"use some of {', '.join(WRITERS)}")
+    df, report = read(src, fmt, class_names, on_error, policy, options)
+    fmt = str(report["format"])
     if not has_box(df).any():
         raise DetectionError(f"{src}: no box was read as {fmt} ({report['skipped']} skipped)",
                              hint="check the source folder and its format (--from / convert.format)")  # fmt: skip
-    names = list(class_names) if class_names is not None else default_class_names(fmt, df)
-    outputs = {f: str(WRITERS[f](df, out, names)) for f in dict.fromkeys(["csv", *to])}
-    report = {**report, "image_root": str(src if src.is_dir() else src.parent), "on_error": on_error,
-              "class_names": names, "outputs": outputs}  # fmt: skip
-    write_json(out / "report.json", report)
-    log.info("convert %s (%s): %d images, %d boxes, %d empty, %d skipped -> %s",
-             src, fmt, report["images"], report["boxes"], report["empty_images"], report["skipped"], out)  # fmt: skip
+    names = list(class_names) if class_names is not None else default_class_names(fmt, df, report)
+    root = Path(str(report["image_root"]))
+    if images_root is not None and Path(images_root).resolve() != root.resolve():  # the config's root: where train looks
+        df = rebase(df, root, Path(images_root))
+        report = {**report, "image_root": str(images_root), "rebased_from": str(root)}
+        root = Path(images_root)
+    outputs = {f: str(WRITERS[f](df, out, names, root, images)) for f in dict.fromkeys(["csv", *to])}
+    report = {**report, "on_error": on_error, "policy": dict(policy or {}), "class_names": names, "outputs": outputs}
+    if write_config is not None:
+        report["config"] = str(dataset_config(write_config, src, fmt, root, names, split_out))
+    report = write_report(report, df, root, out, plots=plots)
+    log.info("convert %s (%s): %d images, %d boxes, %d empty, %d skipped, %d warnings -> %s",
+             src, fmt, report["images"], report["boxes"], report["empty_images"], report["skipped"], report.get("warnings", 0), out)  # fmt: skip
     return report
 
 
+def rebase(df: pd.DataFrame, old: Path, new: Path) -> pd.DataFrame:
+    """``df`` with image paths relative to ``new`` instead of ``old`` (POSIX, ``..`` where they lie outside)."""
+    base = Path(new).resolve()
+    mapping = {n: Path(os.path.relpath((Path(old) / n).resolve(), base)).as_posix() for n in df["image"].unique()}
+    return df.assign(image=df["image"].map(mapping))
+
+
+def dataset_config(path: Path, src: Path, fmt: str, root: Path, names: Sequence[str], tables: Path) -> Path:
+    """Write the dataset config that ``convert`` inferred (format, images root, class names, the split
+    stage's tables in ``tables``)."""
+    src = Path(src).resolve()
+    config = {
+        "name": (src.parent.name if src.is_file() else src.name) or "dataset",
+        "format": fmt,
+        "names": list(names),
+        "root": str(root),
+        "train": str(Path(tables) / "train.csv"),
+        "valid": str(Path(tables) / "valid.csv"),
+    }
+    write_text(path, "# written by `detection convert --write-config`\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    log.info("wrote the inferred dataset config -> %s", path)
+    return Path(path)
+
+
 def validate(
-    src: Path, fmt: str, class_names: Sequence[str] | None = None, report_dir: Path | None = None
-) -> dict[str, object]:
+    src: Path, fmt: str, class_names: Sequence[str] | None = None, report_dir: Path | None = None, *,
+    policy: Mapping[str, str] | None = None, options: Mapping[str, Any] | None = None, plots: bool = True,
+) -> dict[str, object]:  # fmt: skip
     """Read ``src`` with ``on_error="skip"`` and report every problem (``report["ok"]``: none and some box).
 
-    Writes ``report_dir/report.json`` when ``report_dir`` is given. Raises only when the source cannot
-    be read at all (missing folder, no annotation file, malformed JSON/CSV).
+    Writes ``report_dir/report.json``, ``report.md`` and the plots when ``report_dir`` is given. Raises
+    only when the source cannot be read at all (missing folder, no annotation file, malformed JSON/CSV).
     """
-    df, report = _reader(fmt)(Path(src), class_names, "skip")
-    report = {**report, "ok": report["skipped"] == 0 and bool(report["boxes"])}
+    df, report = read(Path(src), fmt, class_names, "skip", policy, options)
+    report = {**report, "ok": not report["problems"] and bool(report["boxes"])}
     problems: list[dict[str, str]] = report["problems"]  # type: ignore[assignment]
     for item in problems[:SHOWN]:
         log.warning("%s: %s", item["where"], item["problem"])
     if len(problems) > SHOWN:
-        log.warning("... and %d more problem(s)%s", len(problems) - SHOWN, "" if report_dir is None else f", all in {report_dir}/report.json")
+        log.warning("... and %d more problem(s)%s", len(problems) - SHOWN, "" if report_dir is None else f", all in {report_dir}/report.md")
     if report_dir is not None:
-        write_json(Path(report_dir) / "report.json", report)
-    log.info("validate %s (%s): %d images, %d boxes, %d problem(s)", src, fmt, report["images"], report["boxes"], report["skipped"])
+        report = write_report(report, df, Path(str(report["image_root"])), Path(report_dir), plots=plots)
+    log.info("validate %s (%s): %d images, %d boxes, %d problem(s)", src, report["format"], report["images"], report["boxes"], len(problems))
     return report

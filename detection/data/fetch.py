@@ -39,7 +39,14 @@ from urllib.parse import unquote, urlparse
 from urllib.request import Request, build_opener, url2pathname
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from detection.config import SampleParams
 from detection.data.sample import make_sample

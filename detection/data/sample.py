@@ -21,7 +21,7 @@ from detection.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-# GTSDB class ids drawn by the sample (names in detection.data.gtsdb.GTSDB_CLASSES).
+# GTSDB class ids drawn by the sample (names in detection.data.formats.gtsdb.GTSDB_CLASSES).
 SAMPLE_CLASS_IDS: tuple[int, ...] = (14, 13, 12, 17, 38)
 
 RED = (40, 30, 200)  # BGR

@@ -9,7 +9,10 @@ Columns (see ``COLUMNS``):
   so the box is ``xmax - xmin`` pixels wide (COCO's convention; GTSDB's and VOC's inclusive pixel
   indices are converted on read and back on write).
 - ``label``: the class name.
-- ``difficult``, ``iscrowd``: 0/1 flags.
+- ``difficult``, ``iscrowd``, ``truncated``: 0/1 flags (VOC's ``difficult``/``truncated``, COCO's
+  ``iscrowd``: kept for evaluation, which ignores difficult and crowd boxes).
+- ``keypoints``: the box's keypoints as JSON ``[[x, y, v], ...]`` (pixels, same frame as the box;
+  ``v`` = 0 absent, 1 hidden, 2 visible), or ``""`` when the format has none.
 
 An image without any box is kept as one row whose box fields and label are empty (NaN / "").
 Contiguous label ids (0 = background for torchvision detectors) are assigned in ``label_ids``
@@ -28,14 +31,15 @@ import pandas as pd
 from detection.errors import DetectionError
 from detection.io import atomic_path
 
-COLUMNS = ["image", "width", "height", "xmin", "ymin", "xmax", "ymax", "label", "difficult", "iscrowd"]
+COLUMNS = ["image", "width", "height", "xmin", "ymin", "xmax", "ymax", "label", "difficult", "iscrowd", "truncated", "keypoints"]
+FLAG_COLUMNS = ["difficult", "iscrowd", "truncated"]
 BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
 
 
 def image_rows(image: dict[str, object], boxes: list[dict[str, object]]) -> list[dict[str, object]]:
     """The table rows of one image (``image``: its ``image``/``width``/``height``): one per box, or
     one row with empty box fields and label when it has no box."""
-    empty = {c: math.nan for c in BOX_COLUMNS} | {"label": ""}
+    empty = {c: math.nan for c in BOX_COLUMNS} | {"label": "", "keypoints": ""}
     return [image | box for box in boxes] or [image | empty]
 
 
@@ -61,9 +65,11 @@ def empty_table() -> pd.DataFrame:
 def normalize(df: pd.DataFrame) -> pd.DataFrame:
     """Return ``df`` with exactly the canonical columns, in order, with canonical dtypes."""
     df = df.copy()
-    for col in ("difficult", "iscrowd"):
+    for col in FLAG_COLUMNS:
         if col not in df:
             df[col] = 0
+    if "keypoints" not in df:
+        df["keypoints"] = ""
     missing = [c for c in COLUMNS if c not in df]
     if missing:
         raise DetectionError(f"annotation table lacks column(s) {missing}; expected {COLUMNS}")
@@ -74,8 +80,9 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
     for col in BOX_COLUMNS:
         df[col] = df[col].astype(float)
     df["label"] = df["label"].fillna("").astype(str)
-    for col in ("difficult", "iscrowd"):
+    for col in FLAG_COLUMNS:
         df[col] = df[col].fillna(0).astype(int)
+    df["keypoints"] = df["keypoints"].fillna("").astype(str)
     return df.reset_index(drop=True)
 
 

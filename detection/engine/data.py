@@ -7,32 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import albumentations as A
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from detection.config import AugmentParams
+from detection.data.augment import Augmenter, build_augmentation
 from detection.data.images import read_image_rgb
 from detection.data.table import as_arrays, boxes_of, check_labels, images, label_ids
 from detection.errors import DetectionError
 
 
-def train_augmentation(hflip: float = 0.0, seed: int = 0) -> A.Compose:
-    """Photometric jitter and mild scale/shift; boxes follow (pascal_voc = x1,y1,x2,y2 pixels).
-
-    Seeded: albumentations keeps its own random generator, which ``np.random.seed`` does not touch.
-    """
-    return A.Compose(
-        [
-            A.HorizontalFlip(p=hflip),
-            A.Affine(scale=(0.8, 1.2), translate_percent=(-0.08, 0.08), p=0.5, border_mode=cv2.BORDER_CONSTANT),
-            A.RandomBrightnessContrast(0.25, 0.25, p=0.7),
-            A.HueSaturationValue(5, 20, 20, p=0.5),
-        ],
-        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.4, clip=True),
-        seed=seed,
-    )
+def train_augmentation(hflip: float = 0.0, seed: int = 0, params: AugmentParams | None = None, imgsz: int = 640) -> Augmenter:
+    """The training augmentation of ``params`` (``train.augment``; see detection.data.augment), seeded."""
+    return build_augmentation(params, hflip, seed, imgsz)
 
 
 class DetectionDataset(Dataset):
@@ -45,6 +34,8 @@ class DetectionDataset(Dataset):
         self.images = images(table)
         self.groups = boxes_of(table)
         self.transform = transform
+        if hasattr(transform, "bind"):  # mosaic draws its other images from this dataset
+            transform.bind(self)
 
     def __len__(self) -> int:
         return len(self.images)

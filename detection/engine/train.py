@@ -100,7 +100,7 @@ def train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, r
     for table, src in ((train_table, data.train), (valid_table, data.valid)):
         check_images_exist(table, data.root, str(src))
     names = list(data.names)
-    train_set = DetectionDataset(train_table, data.root, names, train_augmentation(params.hflip, params.seed))
+    train_set = DetectionDataset(train_table, data.root, names, train_augmentation(params.hflip, params.seed, params.augment, params.imgsz))
     valid_set = DetectionDataset(valid_table, data.root, names)
     loader = make_loader(train_set, params.batch, shuffle=True, workers=params.workers, seed=params.seed)
     log.info("train: %s, %d train / %d valid images, %d classes, device %s", model_params.name, len(train_set), len(valid_set), len(names), device)

@@ -10,10 +10,10 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detection.data.coco import read_coco, to_coco_dict, write_coco
-from detection.data.gtsdb import read_gtsdb
+from detection.data.formats.coco import read_coco, to_coco_dict, write_coco
+from detection.data.formats.gtsdb import read_gtsdb
+from detection.data.formats.voc import read_voc
 from detection.data.table import has_box, normalize
-from detection.data.voc import read_voc
 from detection.errors import DetectionError
 
 SAMPLE_NAMES = ["stop", "give way", "priority road", "no entry", "keep right"]
@@ -86,7 +86,7 @@ BAD_ANNOTATIONS = [
     ({"bbox": [1, 2, "3", 4]}, "`bbox` must be [x, y, width, height] numbers"),
     ({"bbox": [10, 10, 0, 5]}, "zero or negative area box (bbox=[10, 10, 0, 5])"),
     ({"bbox": [100, 10, 50, 5]}, "lies outside the 128x96 image"),
-    ({"iscrowd": 2}, "`iscrowd` and `difficult` must be 0 or 1"),
+    ({"iscrowd": 2}, "`iscrowd`, `difficult` and `truncated` must be 0 or 1"),
 ]
 
 

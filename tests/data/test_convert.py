@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from detection.data.convert import READERS, WRITERS, convert, read_csv, validate
-from detection.data.gtsdb import GTSDB_CLASSES, read_gtsdb
+from detection.data.formats.gtsdb import GTSDB_CLASSES, read_gtsdb
 from detection.data.table import has_box, read_table, write_table
 from detection.errors import DetectionError
 
@@ -22,7 +22,7 @@ def box_tuples(df) -> list[tuple]:
 
 
 def test_readers_and_writers_cover_the_config_formats() -> None:
-    assert set(READERS) == {"gtsdb", "voc", "coco", "csv"} and set(WRITERS) == set(READERS)
+    assert set(READERS) == {"gtsdb", "voc", "coco", "csv", "yolo", "kpjson"} and set(WRITERS) == set(READERS)
 
 
 def test_convert_writes_table_voc_coco_and_report(sample_ro: Path, tmp_path: Path) -> None:
@@ -39,7 +39,8 @@ def test_convert_writes_table_voc_coco_and_report(sample_ro: Path, tmp_path: Pat
     assert json.loads((out / "report.json").read_text()) == report
     assert report["skipped"] == 0 and report["class_names"] == SAMPLE_NAMES and report["image_root"] == str(sample_ro)
     assert report["empty_images"] == 12 - table.loc[has_box(table), "image"].nunique()
-    assert sorted(p.name for p in out.iterdir()) == ["annotations.csv", "coco.json", "report.json", "voc"]
+    assert sorted(p.name for p in out.iterdir()) == ["annotations.csv", "coco.json", "report.json", "report.md", "voc"]
+    assert sorted(p.name for p in (out / "voc").iterdir()) == ["Annotations", "JPEGImages"]  # a complete VOC folder
 
 
 def test_outputs_read_back_through_their_readers(sample_ro: Path, tmp_path: Path) -> None:
@@ -56,13 +57,13 @@ def test_other_writers_on_request(sample_ro: Path, tmp_path: Path) -> None:
     report = convert(sample_ro, tmp_path, "gtsdb", SAMPLE_NAMES, to=("gtsdb",))
     assert set(report["outputs"]) == {"csv", "gtsdb"}
     assert (tmp_path / "gtsdb" / "gt.txt").read_text() == (sample_ro / "gt.txt").read_text()
-    with pytest.raises(DetectionError, match=r"unknown output format\(s\) \['yolo'\]"):
-        convert(sample_ro, tmp_path, "gtsdb", SAMPLE_NAMES, to=("yolo",))
+    with pytest.raises(DetectionError, match=r"unknown output format\(s\) \['nope'\]"):
+        convert(sample_ro, tmp_path, "gtsdb", SAMPLE_NAMES, to=("nope",))
 
 
 def test_unknown_input_format(sample_ro: Path, tmp_path: Path) -> None:
-    with pytest.raises(DetectionError, match=r"unknown annotation format 'yolo'.*\['coco', 'csv', 'gtsdb', 'voc'\]"):
-        convert(sample_ro, tmp_path, "yolo", None)
+    with pytest.raises(DetectionError, match=r"unknown annotation format 'nope'.*gtsdb, voc, coco, csv, yolo, kpjson or auto"):
+        convert(sample_ro, tmp_path, "nope", None)
 
 
 def test_failed_convert_keeps_the_previous_outputs(sample: Path, tmp_path: Path) -> None:
@@ -82,7 +83,8 @@ def test_skip_mode_reports_the_skipped_line(sample: Path, tmp_path: Path) -> Non
     report = convert(sample, tmp_path, "gtsdb", SAMPLE_NAMES, on_error="skip")
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk["skipped"] == 1 and on_disk["boxes"] == len(lines) == report["boxes"]
-    assert on_disk["problems"] == [{"where": f"{sample / 'gt.txt'}:{len(lines) + 1}", "problem": "unknown class id 99 (GTSDB class ids are 0..42)"}]
+    assert on_disk["problems"] == [{"where": f"{sample / 'gt.txt'}:{len(lines) + 1}", "problem": "unknown class id 99 (GTSDB class ids are 0..42)",
+                                    "kind": "unknown_class", "action": "dropped"}]
 
 
 def test_no_box_at_all_is_an_error(sample: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from detection.data.gtsdb import GTSDB_CLASSES, read_gtsdb, write_gtsdb
+from detection.data.formats.gtsdb import GTSDB_CLASSES, read_gtsdb, write_gtsdb
 from detection.data.table import has_box
 from detection.errors import DetectionError
 
@@ -50,7 +50,7 @@ def test_ppm_named_but_jpg_present_resolves_by_stem(sample: Path, sample_ro: Pat
     for ppm in sorted(sample.glob("*.ppm")):
         Image.open(ppm).save(ppm.with_suffix(".jpg"))
         ppm.unlink()
-    with caplog.at_level(logging.INFO, logger="detection.data.gtsdb"):
+    with caplog.at_level(logging.INFO, logger="detection.data.formats.gtsdb"):
         df, report = read_gtsdb(sample)
     named = {x[0] for x in gt_lines(sample)}
     assert report["extension_substitutions"] == len(named)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detection.data.gtsdb import read_gtsdb
+from detection.data.formats.gtsdb import read_gtsdb
 from detection.data.split import split
 from detection.data.table import has_box, read_table, write_table
 from detection.errors import DetectionError

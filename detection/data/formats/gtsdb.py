@@ -16,14 +16,30 @@ as images without a box. A name whose file is absent resolves by stem (``gt.txt`
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from detection.data.images import IMAGE_SUFFIXES
-from detection.data.problems import Problems, dataset_dir, image_size, images_by_stem, resolve_image
-from detection.data.table import BOX_COLUMNS, boxes_of, check_unique_stems, empty_table, has_box, image_rows, normalize, pixel, summary
+from detection.data.problems import (
+    Problems,
+    dataset_dir,
+    image_size,
+    images_by_stem,
+    resolve_image,
+)
+from detection.data.table import (
+    BOX_COLUMNS,
+    boxes_of,
+    check_unique_stems,
+    empty_table,
+    has_box,
+    image_rows,
+    normalize,
+    pixel,
+    summary,
+)
 from detection.errors import DetectionError
 from detection.io import write_text
 
@@ -47,7 +63,7 @@ GTSDB_CLASSES: tuple[str, ...] = (
 
 
 def read_gtsdb(
-    root: Path, class_names: Sequence[str] | None = None, on_error: str = "raise"
+    root: Path, class_names: Sequence[str] | None = None, on_error: str = "raise", *, policy: Mapping[str, str] | None = None
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """Read a GTSDB folder (``gt.txt`` + images) into the canonical table and a report.
 
@@ -57,7 +73,7 @@ def read_gtsdb(
     ``DetectionError`` naming ``gt.txt:LINE`` (``on_error="raise"``) or are skipped and listed in the
     report (``"skip"``); a missing folder or ``gt.txt`` always raises.
     """
-    problems = Problems(on_error)
+    problems = Problems(on_error, policy)
     root = Path(root)
     folder = dataset_dir(root, "gt.txt", "GTSDB", LAYOUT_HINT)
     prefix = folder.relative_to(root if root.is_dir() else root.parent)
@@ -66,7 +82,7 @@ def read_gtsdb(
         lines = gt.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as exc:
         raise DetectionError(f"{gt}: not a text file ({exc})", hint=LAYOUT_HINT) from None
-    by_stem = images_by_stem(folder)
+    by_stem = images_by_stem(folder, problems)
     if not by_stem:
         raise DetectionError(f"{folder}: no image ({'/'.join(IMAGE_SUFFIXES)}) beside gt.txt", hint=LAYOUT_HINT)
     known = None if class_names is None else set(class_names)
@@ -84,7 +100,7 @@ def read_gtsdb(
         name, (left, top, right, bottom, class_id) = parsed
         path = chosen.get(Path(name).stem) or resolve_image(folder, name, by_stem)
         if path is None:
-            problems.add(where, f"image {name} not found in {folder}", hint="put the images beside gt.txt, or remove that line")
+            problems.add(where, f"image {name} not found in {folder}", hint="put the images beside gt.txt, or remove that line", kind="image_missing")
             continue
         if path.name != name and Path(name).stem not in chosen:
             substituted.append((name, path.name))
@@ -95,7 +111,7 @@ def read_gtsdb(
             continue
         shown = f"leftCol={left} topRow={top} rightCol={right} bottomRow={bottom}"
         if right <= left or bottom <= top:
-            problems.add(where, f"zero or negative area box ({shown})")
+            problems.add(where, f"zero or negative area box ({shown})", kind="zero_area")
             continue
         box = problems.box(where, (left, top, right + 1, bottom + 1), size[0], size[1], shown)
         if box is not None:
@@ -116,9 +132,15 @@ def read_gtsdb(
         rows += image_rows({"image": (prefix / path.name).as_posix(), "width": size[0], "height": size[1]}, boxes.get(stem, []))
     df = normalize(pd.DataFrame(rows)) if rows else empty_table()
     problems.log_summary(gt)
-    report = {"format": "gtsdb", "source": str(root), "annotations": str(gt), **summary(df),
+    report = {"format": "gtsdb", "source": str(root), "annotations": str(gt), "image_root": str(root if root.is_dir() else root.parent), **summary(df),
               "extension_substitutions": len(substituted), "duplicate_stems": len(duplicates), **problems.report()}  # fmt: skip
     return df, report
+
+
+def official_split(image: str) -> str:
+    """``train`` or ``valid`` in GTSDB's official split: images 00000-00599 train, 00600-00899 test."""
+    stem = Path(image).stem
+    return "train" if stem.isdigit() and int(stem) < 600 else "valid"
 
 
 def write_gtsdb(df: pd.DataFrame, dst: Path) -> Path:
@@ -134,7 +156,7 @@ def write_gtsdb(df: pd.DataFrame, dst: Path) -> Path:
     unknown = sorted(set(boxed["label"]) - set(ids))
     if unknown:
         raise DetectionError(f"cannot write GTSDB: label(s) {unknown} are not GTSDB class names",
-                             hint="GTSDB holds only the 43 official classes (detection.data.gtsdb.GTSDB_CLASSES)")  # fmt: skip
+                             hint="GTSDB holds only the 43 official classes (detection.data.formats.gtsdb.GTSDB_CLASSES)")  # fmt: skip
     check_unique_stems(boxes_of(df), "GTSDB", ".ppm")
     lines, thin = [], 0
     for row in boxed.itertuples(index=False):
@@ -165,7 +187,7 @@ def _parse_line(line: str, where: str, problems: Problems) -> tuple[str, list[in
             problems.add(where, f"field {field} is not an integer: {text!r} in {line!r}")
             return None
     if not 0 <= values[4] < len(GTSDB_CLASSES):
-        problems.add(where, f"unknown class id {values[4]} (GTSDB class ids are 0..{len(GTSDB_CLASSES) - 1})")
+        problems.add(where, f"unknown class id {values[4]} (GTSDB class ids are 0..{len(GTSDB_CLASSES) - 1})", kind="unknown_class")
         return None
     return parts[0], values
 
