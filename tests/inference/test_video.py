@@ -25,7 +25,7 @@ def _video_info(path: Path) -> tuple[int, int, int, float]:
 
 
 def _check_outputs(out: Path, frames: int, width: int, height: int, fps: float, backend: str) -> dict:
-    assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "detections.jsonl", "metrics.json"], "no temp files left"
+    assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "detections.jsonl", "metrics.json", "tracks.csv"], "no temp files left"
     n, w, h, out_fps = _video_info(out / "annotated.mp4")
     assert (n, w, h) == (frames, width, height)
     assert out_fps == pytest.approx(fps, rel=1e-3)
