@@ -3,7 +3,7 @@
 ``coco_predictor(name)`` builds torchvision's architecture ``name`` (a registered model name, see
 ``detection models``) with its 91-way COCO head and loads torchvision's COCO weights from torch's hub
 cache (``$TORCH_HOME/hub/checkpoints/<file>``), downloading them only when they are missing and the
-network is there. Offline with no cached file it raises one ``DetectionError`` naming the file, the
+network is there (never with ``DETECTION_OFFLINE=1``). Offline with no cached file it raises one ``DetectionError`` naming the file, the
 folder and the URL. Class names are COCO's (``person``, ``car``, ...), in torchvision's label order.
 The size rule is the project's (longest side = ``imgsz``, see ``detection.inference.size``).
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from pathlib import Path
 
 from detection.errors import DetectionError
@@ -46,6 +47,8 @@ def coco_predictor(name: str, imgsz: int = DEFAULT_IMGSZ, device: str = "cpu") -
     path, url = coco_weights_file(name)
     weights = get_model_weights(name).DEFAULT
     if not path.is_file():
+        if os.environ.get("DETECTION_OFFLINE") == "1":
+            raise DetectionError(f"COCO weights for {name} not found: {path}", hint=f"DETECTION_OFFLINE=1: download {url} on a machine with network and save it as {path} (the folder is $TORCH_HOME/hub/checkpoints)")
         try:  # torch.hub prints "Downloading: ..." on stderr: keep the one error line clean
             with contextlib.redirect_stderr(io.StringIO()):
                 torch.hub.load_state_dict_from_url(url, model_dir=str(path.parent), progress=False, check_hash=False)
