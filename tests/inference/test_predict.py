@@ -161,3 +161,13 @@ def test_weights_of_unknown_type(sample_dir: Path, tmp_path: Path) -> None:
     weights.write_text("x")
     with pytest.raises(DetectionError, match="model.txt: unknown weights file type"):
         predict(sample_dir, weights, tmp_path / "out")
+
+
+def test_cli_classes_take_several_values(sample_dir: Path, tmp_path: Path, checkpoint_pt: Path, class_names: list[str]) -> None:
+    from detection.cli import _split_classes, main
+
+    assert _split_classes(["video", "--classes", "person", "car", "--track"]) == ["video", "--classes", "person", "--classes", "car", "--track"]
+    assert _split_classes(["predict", "--classes", "a", "imgs/x.jpg"]) == ["predict", "--classes", "a", "imgs/x.jpg"]
+    main(["predict", str(sample_dir), "--weights", str(checkpoint_pt), "--threshold", "0", "--out", str(tmp_path / "o"), "--classes", class_names[0], class_names[1]])
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["classes"] == class_names[:2] and set(summary["per_class"]) <= set(class_names[:2])
