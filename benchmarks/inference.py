@@ -50,9 +50,22 @@ def real_images(n: int, tmp: Path) -> list[Path]:
     return sorted(make_sample(tmp / "sample", images=n, video_frames=0).glob("*.ppm"))
 
 
-def checkpoint(name: str, imgsz: int, path: Path) -> Path:
+def spread_scores(model: torch.nn.Module) -> None:
+    """Make an untrained detector's scores spread out and pass its threshold, as a trained one's do:
+    a random Faster R-CNN head scores every box ~1/(classes+1) (near-exact ties between different
+    boxes), a random RetinaNet/FCOS head ~0.01 (below its threshold: nothing to compare)."""
+    with torch.no_grad():
+        if hasattr(model, "roi_heads"):
+            model.roi_heads.box_predictor.cls_score.weight.mul_(3.0)
+        else:  # the prior bias -4.6 (score 0.01) -> 0 (score ~0.5, spread by the features)
+            model.head.classification_head.cls_logits.bias.fill_(0.0)
+
+
+def checkpoint(name: str, imgsz: int, path: Path, spread: bool = False) -> Path:
     torch.manual_seed(0)
     model = build_model(name, num_classes=len(NAMES) + 1, imgsz=imgsz)
+    if spread:
+        spread_scores(model)
     return save_checkpoint(path, model, model_name=name, class_names=NAMES, imgsz=imgsz, epoch=0, params={})
 
 
@@ -117,20 +130,20 @@ def video_speed(onnx: Path, frames: int, rounds: int) -> dict[str, Any] | None:
     }
 
 
-def parity(tmp: Path) -> list[dict[str, Any]]:
+def parity(tmp: Path, spread: bool) -> list[dict[str, Any]]:
     images = sorted((SHARED / "gtsdb").glob("*.jpg"))[:3] + sorted((SHARED / "bccd_voc" / "BCCD" / "JPEGImages").glob("*.jpg"))[:3]
     if not images:
         return []
     rows = []
     for name, imgsz in PARITY_MODELS:
-        pt = checkpoint(name, imgsz, tmp / f"{name}.pt")
+        pt = checkpoint(name, imgsz, tmp / f"{name}.pt", spread)
         try:
             export_onnx(pt, tmp / f"{name}.onnx", images, report=tmp / f"{name}.json")
         except DetectionError as exc:  # parity failed: the report is still written; record it
             print(f"{name}: {exc.message}")
         report = json.loads((tmp / f"{name}.json").read_text())
         keys = ("ok", "matched", "unmatched_torch", "unmatched_onnx", "max_box_diff_px", "max_score_diff", "export_seconds")
-        rows.append({"model": name, "imgsz": imgsz, "images": len(images), **{k: report[k] for k in keys},
+        rows.append({"model": name, "imgsz": imgsz, "scores": "spread" if spread else "random init", "images": len(images), **{k: report[k] for k in keys},
                      "borderline": sum(r["borderline_torch"] + r["borderline_onnx"] for r in report["images"]),
                      "failed_images": [Path(r["image"]).name for r in report["images"] if not r["ok"]]})  # fmt: skip
         print(json.dumps(rows[-1]))
@@ -145,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--parity", action="store_true", help="also check ONNX parity for several model families")
+    ap.add_argument("--spread-only", action="store_true", help="parity only on the score-spread variant of each model")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed measurements")
     ap.add_argument("--out", type=Path, default=Path("reports/bench/inference.json"))
     args = ap.parse_args(argv)
@@ -164,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["video"] = video_speed(onnx, args.frames, args.rounds)
             print(json.dumps(result["video"]))
         if args.parity:
-            result["parity"] = parity(tmp)
+            result["parity"] = ([] if args.spread_only else parity(tmp, spread=False)) + parity(tmp, spread=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     return result

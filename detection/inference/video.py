@@ -1,7 +1,7 @@
 """Video inference: stream frames through a predictor, write an annotated video, detections, tracks and speed.
 
 ``infer_video(source, weights, out)`` takes a video file, a folder of videos (each into
-``out/<stem>/``) or a camera index (``"0"``), decodes it frame by frame with ``cv2.VideoCapture``,
+``out/<stem>/``) or a camera index (``"0"``; it runs until ``max_frames`` or Ctrl-C, which keeps what was recorded), decodes it frame by frame with ``cv2.VideoCapture``,
 runs the model, and writes into ``out/``:
 
 - ``annotated.mp4``: every decoded frame with its detections drawn (mp4v), at the source's fps and
@@ -266,7 +266,12 @@ def _one_video(
                     state["rss"]["frame_100"] = _rss_mb()
                 update(index + 1)
 
-            pipeline(frames(), infer, write, overlap=overlap)
+            try:
+                pipeline(frames(), infer, write, overlap=overlap)
+            except KeyboardInterrupt:
+                if camera_index(source) is None:
+                    raise
+                log.info("camera %s: stopped by the user after %d frames", source, state["frames"])  # keep what was recorded
             if state["writer"] is None:
                 raise DetectionError(f"cannot read video {source}: no frame could be decoded", hint="the file is corrupt or empty")
             state["writer"].release()  # finish the file before atomic_path renames it

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from detection.data.sample import make_sample
@@ -14,26 +13,31 @@ from detection.export.onnx import export_onnx
 from detection.models import build_model
 
 
-def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "detection", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+def _error(args: list[str], capfd: pytest.CaptureFixture[str]) -> str:
+    """``detection ARGS`` in this process: exit 2 and exactly one line on stderr, returned."""
+    from detection.cli import main
+
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-q", *args])
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
 
 
-def test_corrupt_checkpoint_is_named_before_the_missing_valid_csv(tmp_path: Path) -> None:
+def test_corrupt_checkpoint_is_named_before_the_missing_valid_csv(tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no dataset, no valid.csv here
     (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04 not really a zip")
-    run = _cli(["export", "--weights", "corrupt.pt", "--out", "model.onnx"], tmp_path)  # no dataset, no valid.csv here
-    assert run.returncode == 2
-    error = run.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: corrupt.pt: not a readable checkpoint") and "valid.csv" not in run.stderr, run.stderr
+    error = _error(["export", "--weights", "corrupt.pt", "--out", "model.onnx"], capfd)
+    assert error.startswith("error: corrupt.pt: not a readable checkpoint") and "valid.csv" not in error
 
 
-def test_corrupt_onnx_in_predict_and_video_is_one_line(tmp_path: Path) -> None:
+def test_corrupt_onnx_in_predict_and_video_is_one_line(tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "broken.onnx").write_bytes(b"\x00garbage" * 10)
     sample = make_sample(tmp_path / "sample", images=1, width=160, height=96, video_frames=4)
     for args in (["predict", str(sample / "00000.ppm")], ["video", str(sample / "sample.mp4")]):
-        run = _cli([*args, "--weights", "broken.onnx", "--out", "out"], tmp_path)
-        errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-        assert run.returncode == 2 and len(errors) == 1 and "broken.onnx: not a readable ONNX model" in errors[0], run.stderr
-        assert "Traceback" not in run.stderr
+        assert "broken.onnx: not a readable ONNX model" in _error([*args, "--weights", "broken.onnx", "--out", "out"], capfd)
 
 
 def test_torchscript_beside_the_onnx(tmp_path: Path) -> None:

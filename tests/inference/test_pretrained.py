@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,16 +23,16 @@ def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "torch"
 
 
-def test_offline_error_names_the_file_and_folder(torch_home: Path, sample_dir: Path, tmp_path: Path) -> None:
+def test_offline_error_names_the_file_and_folder(torch_home: Path, sample_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from detection.cli import main
+
     path, url = coco_weights_file(NAME)
     assert path == torch_home / "hub" / "checkpoints" / Path(url).name
-    run = subprocess.run(
-        [sys.executable, "-m", "detection", "predict", str(sample_dir / "00000.ppm"), "--model", NAME, "--weights", "default", "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 2
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-q", "predict", str(sample_dir / "00000.ppm"), "--model", NAME, "--weights", "default", "--out", str(tmp_path / "o")])
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
     assert str(path) in lines[-1] and "$TORCH_HOME/hub/checkpoints" in lines[-1] and url in lines[-1]
 
 
@@ -45,7 +43,7 @@ def test_coco_names_and_class_filter_with_a_cached_weights_file(torch_home: Path
     model = get_model(NAME, weights=None, weights_backbone=None, num_classes=91)
     model.roi_heads.box_predictor.cls_score.bias.data[[1, 3]] = 6.0  # untrained, but sure of person and car
     torch.save(model.state_dict(), path)  # the file torchvision would have downloaded, by its exact name
-    predictor = open_predictor("default", NAME, imgsz=320)
+    predictor = open_predictor("default", NAME, imgsz=160)
     assert predictor.class_names == get_model_weights(NAME).DEFAULT.meta["categories"][1:] and predictor.class_names[0] == "person"
     summary = predict(sample_dir, "default", tmp_path / "pred", threshold=0.3, classes=["person"], predictor=predictor)
     assert summary["detections"] > 0 and set(summary["per_class"]) == {"person"} and summary["model_name"] == NAME

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -90,27 +88,30 @@ def test_max_frames_must_be_positive(sample_dir: Path, model_onnx: Path, tmp_pat
         infer_video(sample_dir / "sample.mp4", model_onnx, tmp_path / "out", max_frames=0)
 
 
-def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "detection", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+def _one_error_line(args: list[str], capfd: pytest.CaptureFixture[str]) -> str:
+    """``detection ARGS`` (in this process) fails with exit 2 and exactly one ``error:`` line on file
+    descriptor 2, no raw FFmpeg/OpenCV output, no traceback."""
+    from detection.cli import main
 
-
-def _one_error_line(run: subprocess.CompletedProcess) -> str:
-    """The run failed with exit 2 and exactly one ``error:`` line, no raw FFmpeg/OpenCV output, no traceback."""
-    assert run.returncode == 2, run.stderr
-    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, run.stderr
-    assert "moov atom" not in run.stderr.replace(errors[0], "") and "WARN" not in run.stderr and "Traceback" not in run.stderr, run.stderr
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-q", *args])
+    err = capfd.readouterr().err
+    assert exit_info.value.code == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and len(err.strip().splitlines()) == 1, err
     return errors[0]
 
 
-def test_zero_byte_mp4_text_mp4_and_missing_camera_are_one_line_each(model_onnx: Path, tmp_path: Path) -> None:
+def test_zero_byte_mp4_text_mp4_and_missing_camera_are_one_line_each(model_onnx: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "zero.mp4").write_bytes(b"")
     (tmp_path / "text.mp4").write_text("this is not a video\n" * 50)
-    line = _one_error_line(_cli(["video", "zero.mp4", "--weights", str(model_onnx), "--out", "out"], tmp_path))
+    line = _one_error_line(["video", "zero.mp4", "--weights", str(model_onnx), "--out", "out"], capfd)
     assert "cannot read video zero.mp4 (the file is empty (0 bytes))" in line
-    line = _one_error_line(_cli(["video", "text.mp4", "--weights", str(model_onnx), "--out", "out"], tmp_path))
-    assert "cannot read video text.mp4" in line and "FFmpeg says: moov atom not found" in line
-    line = _one_error_line(_cli(["video", "7", "--weights", str(model_onnx), "--out", "out"], tmp_path))
+    line = _one_error_line(["video", "text.mp4", "--weights", str(model_onnx), "--out", "out"], capfd)
+    assert "cannot read video text.mp4" in line and "FFmpeg says: moov atom not found" in line  # folded in, not raw
+    line = _one_error_line(["video", "7", "--weights", str(model_onnx), "--out", "out"], capfd)
     assert "cannot open camera 7" in line
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*")), "no partial outputs"
 
