@@ -16,3 +16,10 @@ def test_pipeline() -> None:
 
     result = main([])
     assert result["noop_ran"] == []
+
+
+def test_inference() -> None:
+    from benchmarks.inference import main
+
+    result = main(["--images", "8", "--frames", "12", "--rounds", "1"])
+    assert result["images"]["images_per_s"]["onnx_batch1"] > 0

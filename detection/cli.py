@@ -251,39 +251,91 @@ def export(
     weights: Annotated[Optional[Path], typer.Option(help="checkpoint (params.yaml: export.weights)")] = None,
     out_file: Annotated[Optional[Path], typer.Option("--out", help="ONNX file (params.yaml: export.out)")] = None,
     opset: Annotated[Optional[int], typer.Option(help="[params: export.opset]")] = None,
+    torchscript: Annotated[Optional[bool], typer.Option("--torchscript/--no-torchscript", help="also write <stem>.torchscript.pt (params.yaml: export.torchscript)")] = None,
     data: DataOpt = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Export to ONNX and check onnxruntime against torch on valid images."""
-    p = _params(params, data, export={"weights": weights, "out": out_file, "opset": opset})
+    p = _params(params, data, export={"weights": weights, "out": out_file, "opset": opset, "torchscript": torchscript})
     _show("export", _run("export", p))
+
+
+ClassesOpt = Annotated[Optional[list[str]], typer.Option("--classes", help="keep only these class names (repeat, or one comma-separated list)")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="with --weights default: torchvision's COCO detector of this name (`detection models`)")]
+ImgszOpt = Annotated[Optional[int], typer.Option("--imgsz", help="with --weights default: longest image side (default 640); a .pt/.onnx carries its own")]
+
+
+def _classes(values: list[str] | None) -> list[str] | None:
+    """``--classes person car`` / ``--classes person,car`` / repeated ``--classes``: one list (None if not given)."""
+    names = [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
+    return names or None
+
+
+def _looks_like_path(arg: str) -> bool:
+    return "/" in arg or "." in arg or arg.isdigit() or arg == "sample" or Path(arg).exists()
+
+
+def _split_classes(argv: list[str]) -> list[str]:
+    """Let ``--classes person car`` take several values (click options take one): repeat the option."""
+    result, taking = [], False
+    for arg in argv:
+        if arg == "--classes":
+            taking = True
+            result.append(arg)
+            continue
+        if taking and not arg.startswith("-") and not _looks_like_path(arg):
+            if result[-1] != "--classes":
+                result.append("--classes")
+            result.append(arg)
+            continue
+        taking = False
+        result.append(arg)
+    return result
 
 
 @app.command()
 def video(
-    source: Annotated[Optional[str], typer.Argument(help="video file, or 'sample' (params.yaml: video.source)")] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="checkpoint (.pt) or model.onnx (params.yaml: video.weights)")] = None,
+    source: Annotated[Optional[str], typer.Argument(help="video file, folder of videos, camera index (0, 1...), or 'sample' (params.yaml: video.source)")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="checkpoint (.pt), model.onnx, or 'default' with --model (params.yaml: video.weights)")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="output folder (params.yaml: video.out)")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="[params: video.threshold]")] = None,
     max_frames: Annotated[Optional[int], typer.Option(help="stop after N frames (params.yaml: video.max_frames)")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="run the model on every N-th frame (params.yaml: video.stride)")] = None,
+    track: Annotated[Optional[bool], typer.Option("--track/--no-track", help="ByteTrack ids and tracks.csv (params.yaml: video.track)")] = None,
+    classes: ClassesOpt = None,
+    model: ModelOpt = None,
+    imgsz: ImgszOpt = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Run a model over a video: annotated mp4, per-frame detections (JSONL) and FPS."""
-    p = _params(params, video={"source": source, "weights": weights, "out": out_dir, "threshold": threshold, "max_frames": max_frames})
-    _show("video", _run("infer-video", p))
+    """Run a model over a video: annotated mp4, per-frame detections (JSONL), tracks.csv and FPS per step."""
+    section = {"source": source, "weights": weights, "out": out_dir, "threshold": threshold, "max_frames": max_frames}
+    section |= {"stride": stride, "track": track, "classes": _classes(classes), "model": model, "imgsz": imgsz}
+    p = _params(params, video=section)
+    result = _run("infer-video", p)
+    for one in result.get("videos", [result]):
+        _show(f"video {one['source']}", one, ["frames", "frames_inferred", "detections", "tracks", "fps_decode", "fps_model", "fps_encode", "fps_end_to_end", "size_rule", "annotated"])
 
 
 @app.command()
 def predict(
-    source: Annotated[Path, typer.Argument(help="an image file or a folder of images")],
-    weights: Annotated[Path, typer.Option(help="checkpoint (.pt) or model.onnx")],
-    out_dir: Annotated[Path, typer.Option("--out", help="folder for annotated images and predictions.jsonl")] = Path("reports/predict"),
+    source: Annotated[str, typer.Argument(help="an image, a folder (searched recursively), a quoted glob, a text file listing paths/URLs, or a URL")],
+    weights: Annotated[str, typer.Option(help="checkpoint (.pt), model.onnx, or 'default' with --model (COCO)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for annotated images, predictions.jsonl/.csv and summary.json")] = Path("reports/predict"),
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="minimum score")] = 0.5,
+    classes: ClassesOpt = None,
+    batch: Annotated[int, typer.Option(min=1, help="images per forward pass")] = 1,
+    model: ModelOpt = None,
+    imgsz: ImgszOpt = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
 ) -> None:
-    """Detect objects in images with a checkpoint or an ONNX model."""
+    """Detect objects in images with a checkpoint, an ONNX model or a COCO detector; unreadable files are skipped and named."""
     from detection.inference.predict import predict as run
+    from detection.inference.predict import skipped_lines
 
-    _show("predict", run(source, weights, out_dir, threshold=threshold))
+    result = run(source, weights, out_dir, threshold=threshold, classes=_classes(classes), batch=batch, model=model, imgsz=imgsz, device=device)
+    for line in skipped_lines(result):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    _show("predict", result, ["images", "skipped", "detections", "backend", "batch", "images_per_second", "images_per_second_model", "size_rule", "out"])
 
 
 @app.command()
@@ -341,7 +393,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors (ours and bad usage) become one ``error:`` line and exit status 2."""
     try:
-        code = app(args=argv, prog_name="detection", standalone_mode=False)
+        code = app(args=_split_classes(sys.argv[1:] if argv is None else argv), prog_name="detection", standalone_mode=False)
         if isinstance(code, int) and code:  # typer.Exit(N) inside a verb: click returns N in this mode
             sys.exit(code)
     except DetectionError as exc:

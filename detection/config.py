@@ -133,6 +133,7 @@ class ExportParams(_Section):
     check_images: int = Field(3, ge=1)
     box_atol: float = Field(0.05, gt=0, description="max abs difference of box corners, torch vs ONNX (pixels)")
     score_atol: float = Field(1e-3, gt=0, description="max abs difference of scores, torch vs ONNX")
+    torchscript: bool = Field(False, description="also write a TorchScript file beside the .onnx (<stem>.torchscript.pt)")
 
 
 class VideoParams(_Section):
@@ -141,6 +142,11 @@ class VideoParams(_Section):
     out: Path = Path("reports/video")
     threshold: float = Field(0.5, ge=0, le=1)
     max_frames: int | None = None
+    stride: int = Field(1, ge=1, description="run the model on every N-th frame (the others reuse its detections)")
+    track: bool = Field(True, description="ByteTrack track ids in the video, detections.jsonl and tracks.csv")
+    classes: list[str] | None = Field(None, description="keep only these class names (None: all)")
+    model: str | None = Field(None, description="with weights: default, torchvision's COCO detector of this name")
+    imgsz: int | None = Field(None, ge=32, description="longest side for a COCO detector (weights: default); default 640")
 
 
 class Params(_Section):

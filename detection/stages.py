@@ -71,13 +71,15 @@ def evaluate(p: Params) -> Any:
 
 def export(p: Params) -> Any:
     from detection.data.table import images, read_table
+    from detection.engine.checkpoint import load_checkpoint
     from detection.export.onnx import export_onnx
 
+    load_checkpoint(p.export.weights)  # a missing or corrupt checkpoint is named before the data is read
     data = load_dataset_config(p.data)
     names = images(read_table(data.valid))["image"].head(p.export.check_images)
     return export_onnx(
         p.export.weights, p.export.out, [data.root / n for n in names], opset=p.export.opset,
-        box_atol=p.export.box_atol, score_atol=p.export.score_atol, report=p.export.report,
+        box_atol=p.export.box_atol, score_atol=p.export.score_atol, report=p.export.report, torchscript=p.export.torchscript,
     )
 
 
@@ -86,7 +88,10 @@ def infer_video(p: Params) -> Any:
 
     v = p.video
     source = Path(p.fetch.dest) / "sample.mp4" if v.source == "sample" else Path(v.source)
-    return run(source, v.weights, v.out, threshold=v.threshold, max_frames=v.max_frames)
+    return run(
+        source, v.weights, v.out, threshold=v.threshold, max_frames=v.max_frames,
+        stride=v.stride, track=v.track, classes=v.classes, model=v.model, imgsz=v.imgsz,
+    )  # fmt: skip
 
 
 RUNNERS: dict[str, Callable[[Params], Any]] = {

@@ -62,6 +62,7 @@ from detection.inference.predictor import (
     to_chw_float,
     torch_predictor,
 )
+from detection.inference.size import size_rule
 from detection.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -156,8 +157,10 @@ def export_onnx(
     box_atol: float = 0.05,
     score_atol: float = 1e-3,
     report: Path | None = None,
+    torchscript: bool = False,
 ) -> dict[str, Any]:
-    """Export checkpoint ``weights`` to ``out`` (.onnx, atomically) and check parity on ``check_images``.
+    """Export checkpoint ``weights`` to ``out`` (.onnx, atomically) and check parity on ``check_images``;
+    with ``torchscript``, also ``<stem>.torchscript.pt`` (``torch.jit.script``, checked against eager).
 
     Returns the report (also written to ``report`` as JSON when given). Raises ``DetectionError`` if
     parity fails (the report is still written, ``out`` is not) or an input is unusable.
@@ -168,8 +171,8 @@ def export_onnx(
         raise DetectionError(f"export target {out} must end in .onnx", hint="e.g. --out models/model.onnx")
     if not check_images:
         raise DetectionError("export needs at least one real image for the parity check", hint="pass check images (the valid split's)")
+    model, meta = load_model(weights, "cpu")  # a bad checkpoint is named first
     images = {p: read_image_rgb(p) for p in check_images}  # fail early, naming a bad image
-    model, meta = load_model(weights, "cpu")
     torch_pred = torch_predictor(model, meta, weights)
     with atomic_path(out) as tmp:
         start = time.perf_counter()
@@ -198,6 +201,9 @@ def export_onnx(
             "exporter": EXPORTER,
             "opset": opset,
             "input": {"name": ONNX_INPUT, "shape": [3, "height", "width"], "dtype": "float32", "range": [0, 1], "channels": "RGB"},
+            "batch": "one image per run: the graph's outputs are per image and of variable length (torchvision detectors), so no batch axis",
+            "size_rule": size_rule(int(meta["imgsz"])),
+            "torchscript": str(torchscript_path(out)) if torchscript else None,
             "outputs": list(ONNX_OUTPUTS),
             "file_size_bytes": tmp.stat().st_size,
             "export_seconds": round(export_s, 2),
@@ -224,4 +230,27 @@ def export_onnx(
                 f"ONNX parity failed for {weights} on {len(bad)}/{len(rows)} images (box_atol {box_atol} px, score_atol {score_atol}): {detail}",
                 hint=f"{out} was not written; see {report}" if report else f"{out} was not written; try another opset or larger tolerances",
             )
+    if torchscript:
+        export_torchscript(model, torchscript_path(out), torch.from_numpy(to_chw_float(images[check_images[0]])))
     return result
+
+
+def torchscript_path(onnx_path: Path) -> Path:
+    return Path(onnx_path).with_name(Path(onnx_path).stem + ".torchscript.pt")
+
+
+def export_torchscript(model: nn.Module, out: Path, example: torch.Tensor) -> Path:
+    """``torch.jit.script`` the detector (eval mode) to ``out``, atomically, after checking that it gives
+    eager torch's boxes on ``example``. Load it with ``torch.jit.load``; it returns ``(losses, detections)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(copy.deepcopy(model).eval())
+    with torch.inference_mode():
+        eager = model([example])[0]
+        _, script_out = scripted([example])
+    if not torch.allclose(eager["boxes"], script_out[0]["boxes"], atol=1e-3):
+        raise DetectionError(f"TorchScript export of {out} differs from eager torch", hint="export ONNX only (no --torchscript)")
+    with atomic_path(out) as tmp:
+        torch.jit.save(scripted, str(tmp))
+    log.info("TorchScript -> %s", out)
+    return out

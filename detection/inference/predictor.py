@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from detection.errors import DetectionError
+from detection.inference.size import size_rule
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +31,16 @@ ONNX_META = {
     "class_names": "detection.class_names",
     "imgsz": "detection.imgsz",
     "source": "detection.source_checkpoint",
+    "size_rule": "detection.size_rule",
 }
 ONNX_FORMAT = "detection-onnx/1"
-ONNX_INPUT = "image"
+ONNX_INPUT = "images"
 ONNX_OUTPUTS = ("boxes", "labels", "scores")
 
 # A backend maps a CHW float32 image in [0, 1] to (boxes (N, 4), labels (N,), scores (N,)).
 RunFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+# A batched backend maps several such images to one such triple per image.
+RunManyFn = Callable[[list[np.ndarray]], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,11 @@ class Detections:
             for box, score, name in zip(self.boxes, self.scores, self.names, strict=True)
         ]
 
+    def select(self, keep: np.ndarray) -> Detections:
+        """The detections where the boolean mask ``keep`` is true."""
+        keep = np.asarray(keep, bool)
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], [n for n, k in zip(self.names, keep, strict=True) if k])
+
 
 @dataclass(frozen=True)
 class Predictor:
@@ -69,9 +79,31 @@ class Predictor:
     imgsz: int
     run: RunFn = field(repr=False)
     providers: list[str] = field(default_factory=list)  # onnxruntime execution providers (onnx backend)
+    run_many: RunManyFn | None = field(default=None, repr=False)  # one call for a batch (torch backend)
 
     def predict(self, image_rgb: np.ndarray, threshold: float = 0.5) -> Detections:
-        boxes, labels, scores = self.run(to_chw_float(image_rgb))
+        return self._detections(*self.run(to_chw_float(image_rgb)), threshold)
+
+    def predict_batch(self, images_rgb: list[np.ndarray], threshold: float = 0.5) -> list[Detections]:
+        """``predict`` on each image; the torch backend runs them as one batch (one forward pass)."""
+        if self.run_many is None or len(images_rgb) < 2:
+            return [self.predict(image, threshold) for image in images_rgb]
+        return [self._detections(*out, threshold) for out in self.run_many([to_chw_float(i) for i in images_rgb])]
+
+    def class_ids(self, names: list[str] | None) -> np.ndarray | None:
+        """Label ids of the class ``names`` (None: all classes); a DetectionError for an unknown name."""
+        if not names:
+            return None
+        unknown = [n for n in names if n not in self.class_names]
+        if unknown:
+            import difflib
+
+            close = sorted({c for n in unknown for c in difflib.get_close_matches(n, self.class_names, n=2)})
+            hint = f"did you mean {', '.join(close)}?" if close else f"the model knows: {', '.join(self.class_names[:20])}{' ...' if len(self.class_names) > 20 else ''}"
+            raise DetectionError(f"unknown class {', '.join(map(repr, unknown))} for model {self.model_name} ({self.weights})", hint=hint)
+        return np.array([self.class_names.index(n) + 1 for n in names], np.int64)
+
+    def _detections(self, boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray, threshold: float) -> Detections:
         keep = scores >= threshold
         labels = labels[keep].astype(np.int64)
         return Detections(
@@ -120,12 +152,15 @@ def torch_predictor(model: Any, meta: dict[str, Any], weights: Path) -> Predicto
 
     device = next(model.parameters()).device
 
-    def run(chw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run_many(chws: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         with torch.inference_mode():
-            out = model([torch.from_numpy(chw).to(device)])[0]
-        return out["boxes"].cpu().numpy(), out["labels"].cpu().numpy(), out["scores"].cpu().numpy()
+            outs = model([torch.from_numpy(chw).to(device) for chw in chws])
+        return [(o["boxes"].cpu().numpy(), o["labels"].cpu().numpy(), o["scores"].cpu().numpy()) for o in outs]
 
-    return Predictor(Path(weights), "torch", meta["model_name"], list(meta["class_names"]), int(meta["imgsz"]), run)
+    def run(chw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return run_many([chw])[0]
+
+    return Predictor(Path(weights), "torch", meta["model_name"], list(meta["class_names"]), int(meta["imgsz"]), run, run_many=run_many)
 
 
 def onnx_providers(device: str = "cpu") -> list[str]:
@@ -136,11 +171,34 @@ def onnx_providers(device: str = "cpu") -> list[str]:
     return [p for p in wanted if p in ort.get_available_providers()] + ["CPUExecutionProvider"]
 
 
+def cpu_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's share), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def onnx_session_options(threads: int | None = None) -> Any:
+    """onnxruntime settings for a small CPU: intra-op threads = the cores we may use (not the
+    machine's), one inter-op thread, sequential execution (a detector's graph is a chain; the
+    parallel executor only adds thread hand-offs), all graph optimisations."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or cpu_cores()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only: no warnings about unused initialisers on stderr
+    return opts
+
+
 def _load_onnx(weights: Path, device: str) -> Predictor:
     import onnxruntime as ort
 
     try:
-        session = ort.InferenceSession(str(weights), providers=onnx_providers(device))
+        session = ort.InferenceSession(str(weights), sess_options=onnx_session_options(), providers=onnx_providers(device))
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types for bad files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DetectionError(f"{weights}: not a readable ONNX model ({first})", hint="re-export it with `detection export`") from None
@@ -176,4 +234,5 @@ def onnx_metadata(model_name: str, class_names: list[str], imgsz: int, source: P
         ONNX_META["class_names"]: json.dumps(list(class_names)),
         ONNX_META["imgsz"]: str(int(imgsz)),
         ONNX_META["source"]: str(source),
+        ONNX_META["size_rule"]: size_rule(imgsz),
     }

@@ -58,10 +58,12 @@ def draw_detections(
     boxes: np.ndarray | Sequence[Sequence[float]],
     labels: Sequence[str],
     scores: np.ndarray | Sequence[float],
+    track_ids: np.ndarray | Sequence[int] | None = None,
 ) -> np.ndarray:
     """Return a copy of ``image_bgr`` with each box ``(x1, y1, x2, y2)`` in pixels and its caption.
 
-    ``labels`` are class names; the colour of a box follows its name. Line width and font size
+    ``labels`` are class names; the colour of a box follows its name, or its track id when
+    ``track_ids`` are given (captions ``"#7 person 0.91"``; an id < 0 means untracked). Line width and font size
     follow the image size, so captions stay legible on a 160x96 image and on a 4K frame.
     """
     out = _as_bgr_uint8(image_bgr)
@@ -69,6 +71,9 @@ def draw_detections(
     scores_arr = np.asarray(scores, dtype=np.float64).reshape(-1)
     if not len(boxes_arr) == len(labels) == len(scores_arr):
         raise ValueError(f"boxes ({len(boxes_arr)}), labels ({len(labels)}) and scores ({len(scores_arr)}) differ in length")
+    ids = None if track_ids is None else np.asarray(track_ids, dtype=np.int64).reshape(-1)
+    if ids is not None and len(ids) != len(boxes_arr):
+        raise ValueError(f"track_ids ({len(ids)}) and boxes ({len(boxes_arr)}) differ in length")
     h, w = out.shape[:2]
     side = min(h, w)
     thickness = max(1, round(side / 250))
@@ -81,9 +86,11 @@ def draw_detections(
             continue
         x1, x2 = (int(round(v)) for v in np.clip(sorted(box[[0, 2]]), 0, w - 1))
         y1, y2 = (int(round(v)) for v in np.clip(sorted(box[[1, 3]]), 0, h - 1))
-        color = class_color(str(labels[i]))
+        tracked = ids is not None and ids[i] >= 0
+        color = class_color(f"track {ids[i]}" if tracked else str(labels[i]))
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness, cv2.LINE_8)  # axis-aligned: no anti-aliasing needed
-        _caption(out, f"{labels[i]} {scores_arr[i]:.2f}", x1, y1, y2, color, font_scale, font_thick)
+        text = f"#{ids[i]} {labels[i]} {scores_arr[i]:.2f}" if tracked else f"{labels[i]} {scores_arr[i]:.2f}"
+        _caption(out, text, x1, y1, y2, color, font_scale, font_thick)
     return out
 
 

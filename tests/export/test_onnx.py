@@ -90,9 +90,9 @@ def test_onnx_file_checks_loads_and_carries_metadata(exported: tuple[Path, Path,
     assert props[ONNX_META["imgsz"]] == "320" and props[ONNX_META["model_name"]] == "fasterrcnn_tiny"
     assert props[ONNX_META["source"]] == str(weights)
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    assert [i.name for i in sess.get_inputs()] == ["image"] and [o.name for o in sess.get_outputs()] == ["boxes", "labels", "scores"]
+    assert [i.name for i in sess.get_inputs()] == ["images"] and [o.name for o in sess.get_outputs()] == ["boxes", "labels", "scores"]
     assert sess.get_inputs()[0].shape == [3, "height", "width"]
-    boxes, labels, scores = sess.run(None, {"image": np.random.default_rng(0).random((3, 150, 250), dtype=np.float32)})
+    boxes, labels, scores = sess.run(None, {"images": np.random.default_rng(0).random((3, 150, 250), dtype=np.float32)})
     assert boxes.shape == (len(labels), 4) and scores.shape == labels.shape and labels.dtype == np.int64
     assert sess.get_modelmeta().custom_metadata_map[ONNX_META["class_names"]] == json.dumps(CLASS_NAMES)
 
@@ -188,5 +188,5 @@ def test_graph_returns_empty_outputs_when_nothing_passes(tmp_path: Path) -> None
     model.roi_heads.score_thresh = 0.99  # an untrained model scores ~0.2: no detection survives
     export_mod.export_graph(model, tmp_path / "empty.onnx", torch.rand(3, 96, 160), opset=17)
     sess = ort.InferenceSession(str(tmp_path / "empty.onnx"), providers=["CPUExecutionProvider"])
-    boxes, labels, scores = sess.run(None, {"image": np.random.default_rng(0).random((3, 120, 200), dtype=np.float32)})
+    boxes, labels, scores = sess.run(None, {"images": np.random.default_rng(0).random((3, 120, 200), dtype=np.float32)})
     assert boxes.shape == (0, 4) and labels.shape == scores.shape == (0,)

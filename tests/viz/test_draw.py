@@ -58,3 +58,13 @@ def test_no_detections_gives_an_unchanged_copy() -> None:
 def test_lengths_must_agree() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         draw_detections(_image(), [[0, 0, 10, 10]], ["a", "b"], [0.5])
+
+
+def test_track_ids_colour_and_caption_by_track() -> None:
+    boxes = np.array([[5, 20, 40, 60], [100, 20, 150, 60]], np.float32)
+    out = draw_detections(_image(), boxes, ["car", "car"], [0.9, 0.8], track_ids=[3, 4])
+    assert tuple(int(c) for c in out[40, 5]) == class_color("track 3") != tuple(int(c) for c in out[40, 100])
+    untracked = draw_detections(_image(), boxes, ["car", "car"], [0.9, 0.8], track_ids=[-1, 4])
+    assert tuple(int(c) for c in untracked[40, 5]) == class_color("car")
+    with pytest.raises(ValueError, match="track_ids"):
+        draw_detections(_image(), boxes, ["car", "car"], [0.9, 0.8], track_ids=[1])

@@ -1,0 +1,188 @@
+"""Inference speed and ONNX parity: torch eager vs onnxruntime, batch 1 vs 4, video with vs without overlap.
+
+    python -m benchmarks.inference [--model fasterrcnn_mobilenet_v3_large_320_fpn] [--imgsz 320]
+        [--images 20] [--frames 60] [--rounds 2] [--parity] [--out reports/bench/inference.json]
+
+- images/s on real GTSDB images (../shared/data/gtsdb, else the built-in sample) for the same model
+  (random init: speed does not depend on training) in torch eager and onnxruntime, batch 1 and 4;
+  the four settings are interleaved over ``--rounds`` rounds in one run and the best round of each is
+  kept, so a neighbour's load hits them alike: quote the ratios.
+- end-to-end video FPS on ../shared/data/videos/car-detection.mp4 (first ``--frames`` frames, ONNX),
+  decode/model/encode overlapped vs one after another, interleaved the same way; the target is
+  end-to-end within 1.3x of model-only FPS.
+- ``--parity``: ONNX parity on real images (3 GTSDB + 3 BCCD) for several model families at a small size.
+
+Every figure is printed with the size rule (longest side = imgsz). Writes ``--out`` as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from detection.data.images import read_image_rgb
+from detection.engine.checkpoint import save_checkpoint
+from detection.errors import DetectionError
+from detection.export.onnx import export_onnx
+from detection.inference.predictor import cpu_cores, load_predictor
+from detection.inference.size import size_rule
+from detection.inference.video import infer_video
+from detection.models import build_model
+
+SHARED = Path(__import__("os").environ.get("DETECTION_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+NAMES = ["a", "b", "c", "d"]
+PARITY_MODELS = [("fasterrcnn_tiny", 320), ("fasterrcnn_mobilenet_v3_large_320_fpn", 320), ("fcos_resnet50_fpn", 256), ("retinanet_resnet50_fpn", 256)]
+
+
+def real_images(n: int, tmp: Path) -> list[Path]:
+    found = sorted((SHARED / "gtsdb").glob("*.jpg"))[:n] if (SHARED / "gtsdb").is_dir() else []
+    if found:
+        return found
+    from detection.data.sample import make_sample
+
+    return sorted(make_sample(tmp / "sample", images=n, video_frames=0).glob("*.ppm"))
+
+
+def spread_scores(model: torch.nn.Module) -> None:
+    """Make an untrained detector's scores spread out and pass its threshold, as a trained one's do:
+    a random Faster R-CNN head scores every box ~1/(classes+1) (near-exact ties between different
+    boxes), a random RetinaNet/FCOS head ~0.01 (below its threshold: nothing to compare)."""
+    with torch.no_grad():
+        if hasattr(model, "roi_heads"):
+            model.roi_heads.box_predictor.cls_score.weight.mul_(3.0)
+        else:  # the prior bias -4.6 (score 0.01) -> 0 (score ~0.5, spread by the features)
+            model.head.classification_head.cls_logits.bias.fill_(0.0)
+
+
+def checkpoint(name: str, imgsz: int, path: Path, spread: bool = False) -> Path:
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=len(NAMES) + 1, imgsz=imgsz)
+    if spread:
+        spread_scores(model)
+    return save_checkpoint(path, model, model_name=name, class_names=NAMES, imgsz=imgsz, epoch=0, params={})
+
+
+def images_per_s(predictor: Any, images: list, batch: int) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(images), batch):
+        predictor.predict_batch(images[i : i + batch], 0.5)
+    return len(images) / (time.perf_counter() - start)
+
+
+def image_speed(pt: Path, onnx: Path, paths: list[Path], rounds: int) -> dict[str, Any]:
+    images = [read_image_rgb(p) for p in paths]
+    preds = {"torch": load_predictor(pt), "onnx": load_predictor(onnx)}
+    for p in preds.values():  # warm-up
+        p.predict_batch(images[:4], 0.5)
+    best: dict[str, float] = {}
+    threads = torch.get_num_threads()
+    for _ in range(rounds):
+        for backend, pred in preds.items():
+            for batch in (1, 4):
+                key = f"{backend}_batch{batch}"
+                best[key] = max(best.get(key, 0.0), images_per_s(pred, images, batch))
+        if threads > 1:  # on a loaded small CPU torch's OpenMP threads can wait on each other: one thread too
+            torch.set_num_threads(1)
+            for batch in (1, 4):
+                key = f"torch_1thread_batch{batch}"
+                best[key] = max(best.get(key, 0.0), images_per_s(preds["torch"], images, batch))
+            torch.set_num_threads(threads)
+    h, w = images[0].shape[:2]
+    return {
+        "images": len(images),
+        "image_size": f"{w}x{h}",
+        "images_per_s": {k: round(v, 2) for k, v in best.items()},
+        "onnx_vs_torch_batch1": round(best["onnx_batch1"] / best["torch_batch1"], 2),
+        "onnx_vs_torch_batch4": round(best["onnx_batch4"] / best["torch_batch4"], 2),
+        "torch_batch4_vs_batch1": round(best["torch_batch4"] / best["torch_batch1"], 2),
+        "best_vs_torch_batch1": round(max(best.values()) / best["torch_batch1"], 2),
+        "onnx_best_vs_torch_best": round(max(best["onnx_batch1"], best["onnx_batch4"]) / max(v for k, v in best.items() if k.startswith("torch")), 2),
+    }
+
+
+def video_speed(onnx: Path, frames: int, rounds: int) -> dict[str, Any] | None:
+    video = SHARED / "videos" / "car-detection.mp4"
+    if not video.is_file():
+        return None
+    pred = load_predictor(onnx)
+    runs: dict[str, list[dict[str, Any]]] = {"overlap": [], "sequential": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(rounds):
+            for mode in ("sequential", "overlap"):
+                runs[mode].append(infer_video(video, onnx, Path(tmp) / mode, max_frames=frames, overlap=mode == "overlap", predictor=pred, track=True))
+    best = {mode: max(r, key=lambda m: m["fps_end_to_end"]) for mode, r in runs.items()}
+    keys = ("fps_decode", "fps_model", "fps_encode", "fps_end_to_end")
+    over = best["overlap"]
+    return {
+        "video": str(video),
+        "frames": frames,
+        "size": f"{over['width']}x{over['height']}",
+        **{mode: {k: m[k] for k in keys} for mode, m in best.items()},
+        "overlap_vs_sequential_end_to_end": round(over["fps_end_to_end"] / best["sequential"]["fps_end_to_end"], 2),
+        "model_vs_end_to_end_overlap": round(over["fps_model"] / over["fps_end_to_end"], 2),
+    }
+
+
+def parity(tmp: Path, spread: bool) -> list[dict[str, Any]]:
+    images = sorted((SHARED / "gtsdb").glob("*.jpg"))[:3] + sorted((SHARED / "bccd_voc" / "BCCD" / "JPEGImages").glob("*.jpg"))[:3]
+    if not images:
+        return []
+    rows = []
+    for name, imgsz in PARITY_MODELS:
+        pt = checkpoint(name, imgsz, tmp / f"{name}.pt", spread)
+        try:
+            export_onnx(pt, tmp / f"{name}.onnx", images, report=tmp / f"{name}.json")
+        except DetectionError as exc:  # parity failed: the report is still written; record it
+            print(f"{name}: {exc.message}")
+        report = json.loads((tmp / f"{name}.json").read_text())
+        keys = ("ok", "matched", "unmatched_torch", "unmatched_onnx", "max_box_diff_px", "max_score_diff", "export_seconds")
+        rows.append({"model": name, "imgsz": imgsz, "scores": "spread" if spread else "random init", "images": len(images), **{k: report[k] for k in keys},
+                     "borderline": sum(r["borderline_torch"] + r["borderline_onnx"] for r in report["images"]),
+                     "failed_images": [Path(r["image"]).name for r in report["images"] if not r["ok"]]})  # fmt: skip
+        print(json.dumps(rows[-1]))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="fasterrcnn_mobilenet_v3_large_320_fpn")
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--images", type=int, default=20)
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--parity", action="store_true", help="also check ONNX parity for several model families")
+    ap.add_argument("--spread-only", action="store_true", help="parity only on the score-spread variant of each model")
+    ap.add_argument("--no-speed", action="store_true", help="skip the speed measurements")
+    ap.add_argument("--out", type=Path, default=Path("reports/bench/inference.json"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    result: dict[str, Any] = {"model": args.model, "imgsz": args.imgsz, "size_rule": size_rule(args.imgsz), "device": "cpu",
+                              "torch_threads": torch.get_num_threads(), "onnx_intra_op_threads": cpu_cores()}  # fmt: skip
+    print(f"size rule: {result['size_rule']}")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if not args.no_speed:
+            paths = real_images(args.images, tmp)
+            pt = checkpoint(args.model, args.imgsz, tmp / "model.pt")
+            onnx = tmp / "model.onnx"
+            export_onnx(pt, onnx, paths[:2])
+            result["images"] = image_speed(pt, onnx, paths, args.rounds)
+            print(json.dumps(result["images"]))
+            result["video"] = video_speed(onnx, args.frames, args.rounds)
+            print(json.dumps(result["video"]))
+        if args.parity:
+            result["parity"] = ([] if args.spread_only else parity(tmp, spread=False)) + parity(tmp, spread=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
