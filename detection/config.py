@@ -71,6 +71,27 @@ class TrainParams(_Section):
     hflip: float = Field(0.0, ge=0.0, le=1.0, description="horizontal-flip probability (0 for signs)")
     out: Path = Path("models")
     reports: Path = Path("reports/train")
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    nesterov: bool = False
+    schedule: Literal["cosine", "multistep", "cosine_restarts", "onecycle", "constant"] = "cosine"
+    lr_floor: float = Field(0.05, ge=0, le=1, description="final LR / lr (cosine schedules)")
+    milestones: list[int] = Field([], description="multistep: epochs at which the LR is multiplied by gamma")
+    gamma: float = Field(0.1, gt=0)
+    restart_epochs: int = Field(5, ge=1, description="cosine_restarts: epochs per cycle")
+    clip_grad: float = Field(0.0, ge=0, description="max gradient norm (0: no clipping)")
+    accumulate: int = Field(1, ge=1, description="batches per optimizer step")
+    ema: bool = False
+    ema_decay: float = Field(0.9998, gt=0, lt=1)
+    amp: Literal["auto", "on", "off"] = Field("auto", description="auto: fp16 on CUDA, fp32 elsewhere; on: bf16 on the CPU")
+    monitor: str = Field("val_map", description="history column that picks best.pt and drives early stopping")
+    patience: int = Field(0, ge=0, description="early stopping: epochs without improvement (0: off)")
+    min_delta: float = Field(0.0, ge=0)
+    save_every_iters: int = Field(0, ge=0, description="also write last.pt every N optimizer steps (0: per epoch only)")
+    val_loss: bool = Field(True, description="compute the validation loss each epoch")
+    group_aspect: bool = Field(True, description="batch images of like aspect ratio together")
+    sync_bn: bool = False
+    deterministic: bool = Field(False, description="CUDA deterministic algorithms (CPU runs are reproducible anyway)")
+    dvclive: bool = Field(True, description="log metrics with dvclive under <reports>/dvclive")
 
 
 class EvaluateParams(_Section):
