@@ -157,7 +157,9 @@ def train(
         model={"name": model, "weights": weights},
         train={"epochs": epochs, "batch": batch, "imgsz": imgsz, "lr": lr, "device": device, "workers": workers, "seed": seed, "out": out_dir},
     )  # fmt: skip
-    _show("train", _run("train", p, resume=resume))
+    result = _run("train", p, resume=resume)
+    if result:  # under torchrun only rank 0 reports
+        _show("train", result)
 
 
 @app.command()
