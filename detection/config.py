@@ -90,6 +90,7 @@ class TrainParams(_Section):
     val_loss: bool = Field(True, description="compute the validation loss each epoch")
     group_aspect: bool = Field(True, description="batch images of like aspect ratio together")
     sync_bn: bool = False
+    nproc: int = Field(1, ge=1, description="processes (devices) for DDP: >1 relaunches the train verb under torchrun")
     deterministic: bool = Field(False, description="CUDA deterministic algorithms (CPU runs are reproducible anyway)")
     dvclive: bool = Field(True, description="log metrics with dvclive under <reports>/dvclive")
 

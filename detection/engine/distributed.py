@@ -53,6 +53,16 @@ def setup(device_name: str) -> tuple[Dist, torch.device]:
     return info, device
 
 
+def relaunch(nproc: int, argv: list[str]) -> int:
+    """Run ``python -m detection <argv>`` under torchrun with ``nproc`` processes on this node; its exit status."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "detection", *argv]
+    log.info("relaunching under torchrun: %s", " ".join(cmd[2:]))
+    return subprocess.run(cmd, check=False).returncode
+
+
 def cleanup(info: Dist) -> None:
     if info.enabled and dist.is_initialized():
         dist.barrier()

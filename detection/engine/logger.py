@@ -39,5 +39,13 @@ def _dvclive(rows: list[dict[str, Any]], directory: Path) -> None:
             live.step = int(row["epoch"])
             for key, value in row.items():
                 if key != "epoch" and isinstance(value, (int, float)) and value == value:
-                    live.log_metric(f"train/{key}" if not key.startswith("val_") else f"val/{key[4:]}", float(value))
+                    live.log_metric(_metric_name(key), float(value))
             live.make_summary()
+
+
+def _metric_name(column: str) -> str:
+    """``val_map`` -> ``val/map``, ``train_loss`` -> ``train/loss``, ``lr`` -> ``train/lr``."""
+    for split in ("train", "val"):
+        if column.startswith(split + "_"):
+            return f"{split}/{column[len(split) + 1 :]}"
+    return f"train/{column}"
