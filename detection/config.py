@@ -90,6 +90,11 @@ class TrainParams(_Section):
     val_loss: bool = Field(True, description="compute the validation loss each epoch")
     group_aspect: bool = Field(True, description="batch images of like aspect ratio together")
     sync_bn: bool = False
+    roi_batch: int | None = Field(None, ge=1, description="RoIs sampled per image for the box head (torchvision: 512); null: the model's")
+    rpn_batch: int | None = Field(None, ge=1, description="anchors sampled per image for the RPN loss (torchvision: 256); null: the model's")
+    rpn_post_nms: int | None = Field(None, ge=1, description="proposals kept per image in training (torchvision: 2000); null: the model's")
+    channels_last: bool = Field(False, description="channels-last memory format for the convolutions")
+    threaded_roi_align: bool = Field(True, description="multi-threaded CPU RoIAlign (results identical to torchvision's)")
     nproc: int = Field(1, ge=1, description="processes (devices) for DDP: >1 relaunches the train verb under torchrun")
     deterministic: bool = Field(False, description="CUDA deterministic algorithms (CPU runs are reproducible anyway)")
     dvclive: bool = Field(True, description="log metrics with dvclive under <reports>/dvclive")

@@ -33,6 +33,7 @@ from detection.engine.loop import train_one_epoch, validation_loss
 from detection.engine.optim import amp_dtype, build_optimizer, lr_factor
 from detection.engine.sampler import EpochBatchSampler, SeededSamples, aspect_groups
 from detection.engine.state import rng_state, seed_everything, set_rng_state
+from detection.engine.tuning import apply_speed_params
 from detection.io import write_json
 from detection.models import build_model, get_spec
 from detection.viz.plots import plot_training_history
@@ -89,6 +90,7 @@ def _train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, 
     )  # fmt: skip
 
     bare = build_model(model_params.name, num_classes=len(names) + 1, weights=model_params.weights, imgsz=params.imgsz).to(device)
+    apply_speed_params(bare, params.roi_batch, params.rpn_batch, params.rpn_post_nms, params.channels_last, params.threaded_roi_align)
     if info.enabled:
         torch.manual_seed(params.seed + info.rank)  # other RoI samples per process; DDP copies rank 0's weights
     model = distributed.wrap(bare, info, device, params.sync_bn)
