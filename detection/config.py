@@ -150,6 +150,7 @@ class DatasetConfig(_Section):
     root: Path = Field(Path("data/raw"), description="images root: image paths in the tables are relative to it")
     train: Path = Field(Path("data/processed/train.csv"), description="canonical table of the train split")
     valid: Path = Field(Path("data/processed/valid.csv"), description="canonical table of the valid split")
+    test: Path | None = Field(None, description="canonical table of a held-out test split (reported by evaluate, never used to pick best.pt)")
     source: str | None = None
     sha256: str | None = None
 
