@@ -150,6 +150,7 @@ def _train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, 
             raise ValueError(f"train.monitor {params.monitor!r} is not a history column: {sorted(row)}")
         improved = _improved(row[params.monitor], st["best"], params.monitor, params.min_delta)
         st["best"] = row[params.monitor] if improved else st["best"]
+        st["best_epoch"] = epoch if improved else st.get("best_epoch", epoch)
         st["bad_epochs"] = 0 if improved else st["bad_epochs"] + 1
         st["rows"].append(row)
         st["iteration"], st["sums"] = 0, {}
@@ -169,7 +170,7 @@ def _train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, 
             break
     if not info.main:
         return {}
-    return _finish(st["rows"], params, data, model_params, names, device, reports, out, time.perf_counter() - started)
+    return _finish(st["rows"], st.get("best_epoch"), params, data, model_params, names, device, reports, out, time.perf_counter() - started)
 
 
 def _validate(model, valid_set, valid_loader, valid_table, names, device, dtype, with_loss: bool) -> dict[str, float]:
@@ -194,12 +195,14 @@ def _restore(ckpt: dict[str, Any], model, optimizer, scheduler, scaler, ema, st:
     return state
 
 
-def _finish(rows, params: TrainParams, data: DatasetConfig, model_params: ModelParams, names, device, reports: Path, out: Path, seconds: float) -> dict[str, Any]:
+def _finish(rows, best_epoch: int | None, params: TrainParams, data: DatasetConfig, model_params: ModelParams, names, device, reports: Path, out: Path, seconds: float) -> dict[str, Any]:
     import pandas as pd
 
     history = pd.DataFrame(rows)
     plot_training_history(history, reports / "curves.png")
-    best = history.loc[history[params.monitor].idxmin() if "loss" in params.monitor else history[params.monitor].idxmax()]
+    if best_epoch is None:  # a run resumed from an older last.pt
+        best_epoch = int(history.loc[history[params.monitor].idxmin() if "loss" in params.monitor else history[params.monitor].idxmax()]["epoch"])
+    best = history.loc[history["epoch"] == best_epoch].iloc[0]  # the epoch of best.pt
     result: dict[str, Any] = {
         "model": model_params.name,
         "epochs": int(history["epoch"].max()),
