@@ -6,7 +6,9 @@ of an epoch) never logs a step twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,14 @@ def _dvclive(rows: list[dict[str, Any]], directory: Path) -> None:
         log.warning("dvclive is not installed: only history.csv is written")
         return
     logging.getLogger("dvclive").setLevel(logging.ERROR)
-    with Live(dir=str(directory), resume=False, save_dvc_exp=False, dvcyaml=None) as live:
+    directory = Path(directory).resolve()
+    try:
+        live = Live(dir=str(directory), resume=False, save_dvc_exp=False, dvcyaml=None)
+    except Exception as exc:  # dvclive 3.49 fails in a git repo without commits ("Empty git repo")
+        log.debug("dvclive in this repo failed (%s): logging outside it", exc)
+        with tempfile.TemporaryDirectory() as elsewhere, contextlib.chdir(elsewhere):
+            live = Live(dir=str(directory), resume=False, save_dvc_exp=False, dvcyaml=None)
+    with live:
         for row in rows:
             live.step = int(row["epoch"])
             for key, value in row.items():
