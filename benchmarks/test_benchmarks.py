@@ -16,3 +16,10 @@ def test_pipeline() -> None:
 
     result = main([])
     assert result["noop_ran"] == []
+
+
+def test_train() -> None:
+    from benchmarks.train import main
+
+    result = main(["--models", "fasterrcnn_tiny", "--images", "8", "--rounds", "1"])
+    assert result["results"][0]["loops"]["ours"]["s_per_iter"] > 0

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import torch
 import yaml
 
@@ -17,7 +16,6 @@ from detection.engine.checkpoint import load_checkpoint
 from detection.inference.predict import predict
 
 
-@pytest.mark.slow
 def test_two_process_gloo_run_trains_evaluates_and_writes_one_set_of_outputs(tiny_data: DatasetConfig, tmp_path: Path) -> None:
     (tmp_path / "data.yaml").write_text(yaml.safe_dump(tiny_data.model_dump(mode="json")))
     train = {"epochs": 2, "batch": 2, "imgsz": 128, "warmup_iters": 2, "device": "cpu", "out": str(tmp_path / "models"), "reports": str(tmp_path / "reports")}

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import torch
 import yaml
 
@@ -58,7 +57,6 @@ def _kill_mid_epoch(project: Path) -> dict:
     return load_checkpoint(last)["resume"]
 
 
-@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_bit_identical_weights(tiny_data: DatasetConfig, tmp_path: Path) -> None:
     whole = _project(tmp_path / "whole", tiny_data)
     unbroken = subprocess.Popen(_cmd(whole), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # alongside
