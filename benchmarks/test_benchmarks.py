@@ -23,3 +23,10 @@ def test_inference() -> None:
 
     result = main(["--images", "8", "--frames", "12", "--rounds", "1"])
     assert result["images"]["images_per_s"]["onnx_batch1"] > 0
+
+
+def test_train() -> None:
+    from benchmarks.train import main
+
+    result = main(["--models", "fasterrcnn_tiny", "--images", "8", "--rounds", "1"])
+    assert result["results"][0]["loops"]["ours"]["s_per_iter"] > 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -219,15 +220,28 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="[params: train.seed]")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="checkpoint folder (params.yaml: train.out)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from <out>/last.pt")] = False,
+    optimizer: Annotated[Optional[str], typer.Option(help="sgd | adam | adamw [params: train.optimizer]")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="cosine | multistep | cosine_restarts | onecycle | constant [params: train.schedule]")] = None,
+    amp: Annotated[Optional[str], typer.Option(help="auto | on | off [params: train.amp]")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="early-stopping patience in epochs, 0: off [params: train.patience]")] = None,
+    save_every_iters: Annotated[Optional[int], typer.Option(help="also write last.pt every N steps [params: train.save_every_iters]")] = None,
+    nproc: Annotated[Optional[int], typer.Option(help="DDP processes; >1 relaunches under torchrun [params: train.nproc]")] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Train a detector; writes last.pt (each epoch) and best.pt (best validation mAP)."""
+    """Train a detector; writes last.pt (each epoch, and every save_every_iters steps) and best.pt."""
     p = _params(
         params, data,
         model={"name": model, "weights": weights},
-        train={"epochs": epochs, "batch": batch, "imgsz": imgsz, "lr": lr, "device": device, "workers": workers, "seed": seed, "out": out_dir},
+        train={"epochs": epochs, "batch": batch, "imgsz": imgsz, "lr": lr, "device": device, "workers": workers, "seed": seed, "out": out_dir,
+               "optimizer": optimizer, "schedule": schedule, "amp": amp, "patience": patience, "save_every_iters": save_every_iters, "nproc": nproc},
     )  # fmt: skip
-    _show("train", _run("train", p, resume=resume))
+    if p.train.nproc > 1 and "WORLD_SIZE" not in os.environ:  # e.g. the DVC stage with train.nproc: 2
+        from detection.engine.distributed import relaunch
+
+        raise typer.Exit(relaunch(p.train.nproc, sys.argv[1:]))
+    result = _run("train", p, resume=resume)
+    if result:  # under torchrun only rank 0 reports
+        _show("train", result)
 
 
 @app.command()

@@ -114,6 +114,33 @@ class TrainParams(_Section):
     augment: AugmentParams = AugmentParams()
     out: Path = Path("models")
     reports: Path = Path("reports/train")
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    nesterov: bool = False
+    schedule: Literal["cosine", "multistep", "cosine_restarts", "onecycle", "constant"] = "cosine"
+    lr_floor: float = Field(0.05, ge=0, le=1, description="final LR / lr (cosine schedules)")
+    milestones: list[int] = Field([], description="multistep: epochs at which the LR is multiplied by gamma")
+    gamma: float = Field(0.1, gt=0)
+    restart_epochs: int = Field(5, ge=1, description="cosine_restarts: epochs per cycle")
+    clip_grad: float = Field(0.0, ge=0, description="max gradient norm (0: no clipping)")
+    accumulate: int = Field(1, ge=1, description="batches per optimizer step")
+    ema: bool = False
+    ema_decay: float = Field(0.9998, gt=0, lt=1)
+    amp: Literal["auto", "on", "off"] = Field("auto", description="auto: fp16 on CUDA, fp32 elsewhere; on: bf16 on the CPU")
+    monitor: str = Field("val_map", description="history column that picks best.pt and drives early stopping")
+    patience: int = Field(0, ge=0, description="early stopping: epochs without improvement (0: off)")
+    min_delta: float = Field(0.0, ge=0)
+    save_every_iters: int = Field(0, ge=0, description="also write last.pt every N optimizer steps (0: per epoch only)")
+    val_loss: bool = Field(True, description="compute the validation loss each epoch")
+    group_aspect: bool = Field(True, description="batch images of like aspect ratio together")
+    sync_bn: bool = False
+    roi_batch: int | None = Field(None, ge=1, description="RoIs sampled per image for the box head (torchvision: 512); null: the model's")
+    rpn_batch: int | None = Field(None, ge=1, description="anchors sampled per image for the RPN loss (torchvision: 256); null: the model's")
+    rpn_post_nms: int | None = Field(None, ge=1, description="proposals kept per image in training (torchvision: 2000); null: the model's")
+    channels_last: bool = Field(False, description="channels-last memory format for the convolutions")
+    threaded_roi_align: bool = Field(True, description="multi-threaded CPU RoIAlign (results identical to torchvision's)")
+    nproc: int = Field(1, ge=1, description="processes (devices) for DDP: >1 relaunches the train verb under torchrun")
+    deterministic: bool = Field(False, description="CUDA deterministic algorithms (CPU runs are reproducible anyway)")
+    dvclive: bool = Field(True, description="log metrics with dvclive under <reports>/dvclive")
 
 
 class EvaluateParams(_Section):
@@ -172,6 +199,7 @@ class DatasetConfig(_Section):
     root: Path = Field(Path("data/raw"), description="images root: image paths in the tables are relative to it")
     train: Path = Field(Path("data/processed/train.csv"), description="canonical table of the train split")
     valid: Path = Field(Path("data/processed/valid.csv"), description="canonical table of the valid split")
+    test: Path | None = Field(None, description="canonical table of a held-out test split (reported by evaluate, never used to pick best.pt)")
     source: str | None = None
     sha256: str | None = None
 

@@ -46,6 +46,7 @@ def save_checkpoint(
     metrics: dict[str, float] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (``optimizer``/``scheduler`` only for resumable ``last.pt``)."""
     ckpt: dict[str, Any] = {
@@ -63,6 +64,7 @@ def save_checkpoint(
         ckpt["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
         ckpt["scheduler"] = scheduler.state_dict()
+    ckpt.update(extra or {})
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
     return Path(path)

@@ -26,13 +26,14 @@ from torch.utils.data import Dataset
 
 from detection.config import DatasetConfig
 from detection.data.coco import to_coco_dict
-from detection.data.table import images, read_table, summary
+from detection.data.table import BOX_COLUMNS, boxes_of, images, read_table, summary
 from detection.engine.checkpoint import load_model
 from detection.engine.data import DetectionDataset, check_images_exist, make_loader
 from detection.engine.device import resolve_device
+from detection.engine.metrics import confusion_matrix, counts_at, match, threshold_curves
 from detection.io import atomic_path, write_json
 from detection.viz.draw import draw_detections
-from detection.viz.plots import plot_per_class_ap, plot_pr_curves
+from detection.viz.plots import plot_confusion_matrix, plot_per_class_ap, plot_pr_curves, plot_threshold_curves
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,16 @@ def run_inference(model: nn.Module, dataset: Dataset, device: torch.device, batc
         for det in model([im.to(device) for im in batch_images]):
             out.append({k: v.detach().cpu().numpy() for k, v in det.items()})
     return out
+
+
+class _VocAwareEval(COCOeval):
+    """COCOeval that also ignores ``difficult`` ground truth (VOC protocol); ``iscrowd`` is COCO's own."""
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        for gts in self._gts.values():
+            for g in gts:
+                g["ignore"] = int(bool(g.get("iscrowd", 0)) or bool(g.get("difficult", 0)))
 
 
 def _quiet_coco(gt: dict[str, Any]) -> COCO:
@@ -71,7 +82,7 @@ def coco_metrics(table: pd.DataFrame, class_names: Sequence[str], detections: li
         for (x1, y1, x2, y2), score, label in zip(det["boxes"], det["scores"], det["labels"], strict=True):
             results.append({"image_id": image_id, "category_id": int(label), "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)})
     empty = {"map": 0.0, "map50": 0.0, "map75": 0.0, "per_class": {n: {"ap": None, "ap50": None} for n in class_names}, "pr": {}}
-    if not gt["annotations"]:
+    if not any(not (a["iscrowd"] or a["difficult"]) for a in gt["annotations"]):
         log.warning("the evaluation set has no boxes: metrics are zero")
         return empty
     coco_gt = _quiet_coco(gt)
@@ -80,7 +91,7 @@ def coco_metrics(table: pd.DataFrame, class_names: Sequence[str], detections: li
         return {**empty, "per_class": {n: {"ap": 0.0, "ap50": 0.0} for n in class_names}}
     with contextlib.redirect_stdout(io.StringIO()):
         coco_dt = coco_gt.loadRes(results)
-        ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        ev = _VocAwareEval(coco_gt, coco_dt, iouType="bbox")
         ev.params.imgIds = image_ids
         ev.evaluate()
         ev.accumulate()
@@ -102,20 +113,31 @@ def coco_metrics(table: pd.DataFrame, class_names: Sequence[str], detections: li
 
 
 def _draw_samples(dataset: DetectionDataset, table: pd.DataFrame, detections: list[dict[str, np.ndarray]], names: Sequence[str], out: Path, threshold: float, count: int) -> None:
+    """Ground truth (left) beside the predictions >= ``threshold`` (right), one JPEG per image."""
     out.mkdir(parents=True, exist_ok=True)
+    groups = boxes_of(table)
     for name, det in list(zip(images(table)["image"], detections, strict=True))[:count]:
         keep = det["scores"] >= threshold
-        rgb = dataset.read(name)
-        drawn = draw_detections(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), det["boxes"][keep], [names[i - 1] for i in det["labels"][keep]], det["scores"][keep])
-        cv2.imwrite(str(out / (Path(name).stem + ".jpg")), drawn)
+        bgr = cv2.cvtColor(dataset.read(name), cv2.COLOR_RGB2BGR)
+        g = groups[name]
+        truth = draw_detections(bgr.copy(), g[BOX_COLUMNS].to_numpy(np.float32).reshape(-1, 4), list(g["label"]), np.ones(len(g)))
+        drawn = draw_detections(bgr, det["boxes"][keep], [names[i - 1] for i in det["labels"][keep]], det["scores"][keep])
+        gap = np.full((bgr.shape[0], 6, 3), 255, np.uint8)
+        cv2.imwrite(str(out / (Path(name).stem + ".jpg")), np.hstack([truth, gap, drawn]))
 
 
-def evaluate(weights: Path, data: DatasetConfig, out: Path, metrics_path: Path, score_threshold: float = 0.5, samples: int = 4, device: str = "auto") -> dict[str, Any]:
-    """The evaluate stage: COCO metrics of a checkpoint on ``data.valid``.
+def _csv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.4f")
 
-    Writes ``metrics_path`` (map, map50, map75, per-class AP), ``out/per_class.csv``,
-    ``out/pr_curve.csv`` (for ``dvc plots``), ``out/pr_curve.png``, ``out/per_class_ap.png`` and
-    ``out/samples/*.jpg`` (the first ``samples`` valid images with detections >= ``score_threshold``).
+
+def split_reports(weights: Path, data: DatasetConfig, out: Path, score_threshold: float = 0.5, samples: int = 0, device: str = "auto") -> dict[str, Any]:
+    """Every report of a checkpoint on the split table ``data.valid``, written under ``out``.
+
+    ``per_class.csv`` (AP, AP@0.5, and at ``score_threshold``: precision, recall, F1, TP/FP/FN),
+    ``pr_curve.csv|png`` (COCO interpolated precision at IoU 0.5), ``f1_curve.csv|png`` (precision,
+    recall and F1 against the score threshold), ``confusion_matrix.csv|png`` (with a background row
+    and column), ``per_class_ap.png`` and ``samples/`` (ground truth beside the predictions).
     """
     dev = resolve_device(device)
     model, meta = load_model(weights, dev)
@@ -127,34 +149,58 @@ def evaluate(weights: Path, data: DatasetConfig, out: Path, metrics_path: Path, 
     dataset = DetectionDataset(table, data.root, names)
     detections = run_inference(model, dataset, dev)
     m = coco_metrics(table, names, detections)
+    matches = match(table, names, detections)
     counts = summary(table)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    per_class = pd.DataFrame(
-        [{"class": n, "ap": v["ap"], "ap50": v["ap50"], "gt_boxes": counts["per_class"].get(n, 0)} for n, v in m["per_class"].items()]
-    )
-    with atomic_path(out / "per_class.csv") as tmp:
-        per_class.to_csv(tmp, index=False, float_format="%.4f")
+    rows = []
+    for n, v in m["per_class"].items():
+        rows.append({"class": n, "ap": v["ap"], "ap50": v["ap50"], **counts_at(matches[n], score_threshold), "gt_boxes": counts["per_class"].get(n, 0)})
+    _csv(pd.DataFrame(rows), out / "per_class.csv")
     pr_rows = [{"class": n, "recall": i / 100, "precision": p} for n, ps in m["pr"].items() for i, p in enumerate(ps)]
-    with atomic_path(out / "pr_curve.csv") as tmp:
-        pd.DataFrame(pr_rows, columns=["class", "recall", "precision"]).to_csv(tmp, index=False, float_format="%.4f")
+    _csv(pd.DataFrame(pr_rows, columns=["class", "recall", "precision"]), out / "pr_curve.csv")
+    curves = threshold_curves(matches)
+    _csv(curves, out / "f1_curve.csv")
+    cm = confusion_matrix(table, names, detections, score_threshold)
+    labels = [*names, "background"]
+    _csv(pd.DataFrame(cm, index=pd.Index(labels, name="truth"), columns=labels).reset_index(), out / "confusion_matrix.csv")
     plot_pr_curves(m["pr"], out / "pr_curve.png")
     plot_per_class_ap(m["per_class"], out / "per_class_ap.png")
+    plot_threshold_curves(curves, out / "f1_curve.png")
+    plot_confusion_matrix(cm, labels, out / "confusion_matrix.png", score_threshold)
     if samples:
         with atomic_path(out / "samples") as tmp:
             _draw_samples(dataset, table, detections, names, tmp, score_threshold, samples)
     elif (out / "samples").exists():
         shutil.rmtree(out / "samples")
-    metrics = {
+    every = counts_at({"scores": np.concatenate([x["scores"] for x in matches.values()]), "tp": np.concatenate([x["tp"] for x in matches.values()]), "n_gt": sum(x["n_gt"] for x in matches.values())}, score_threshold)
+    return {
+        "split": str(data.valid),
         "map": round(m["map"], 4),
         "map50": round(m["map50"], 4),
         "map75": round(m["map75"], 4),
+        "precision": round(every["precision"], 4),
+        "recall": round(every["recall"], 4),
+        "f1": round(every["f1"], 4),
+        "score_threshold": score_threshold,
         "images": counts["images"],
         "boxes": counts["boxes"],
         "model": meta["model_name"],
         "epoch": meta["epoch"],
         "per_class": {n: {k: (None if v is None else round(v, 4)) for k, v in d.items()} for n, d in m["per_class"].items()},
     }
+
+
+def evaluate(weights: Path, data: DatasetConfig, out: Path, metrics_path: Path, score_threshold: float = 0.5, samples: int = 4, device: str = "auto") -> dict[str, Any]:
+    """The evaluate stage: every report of ``split_reports`` on ``data.valid`` (and on ``data.test`` when
+    the dataset config has one, under ``out/test``); ``metrics_path`` holds the figures and says which
+    split each comes from (``split``; the test split's under ``test``)."""
+    metrics = split_reports(weights, data, out, score_threshold, samples, device)
+    test = getattr(data, "test", None)
+    if test is not None and Path(test).is_file():
+        t = split_reports(weights, data.model_copy(update={"valid": Path(test)}), Path(out) / "test", score_threshold, samples, device)
+        metrics["test"] = {k: v for k, v in t.items() if k not in ("model", "epoch")}
+        log.info("evaluate: test mAP %.3f  mAP@0.5 %.3f on %d images (%s)", t["map"], t["map50"], t["images"], test)
     write_json(metrics_path, metrics)
-    log.info("evaluate: mAP %.3f  mAP@0.5 %.3f on %d images (%s)", m["map"], m["map50"], counts["images"], data.valid)
+    log.info("evaluate: mAP %.3f  mAP@0.5 %.3f on %d images (%s)", metrics["map"], metrics["map50"], metrics["images"], data.valid)
     return metrics

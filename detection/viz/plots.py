@@ -57,3 +57,47 @@ def plot_per_class_ap(per_class: dict[str, dict[str, float | None]], path: Path)
     ax.set(xlim=(0, 1), xlabel="AP", title="per-class AP")
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_threshold_curves(curves: pd.DataFrame, path: Path) -> Path:
+    """F1, precision and recall against the score threshold (per class, and ``all`` in black)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for name, group in curves.groupby("class", sort=False):
+        style = {"color": "black", "linewidth": 2.2} if name == "all" else {"linewidth": 1}
+        for ax, col in zip(axes, ("f1", "precision", "recall")):
+            ax.plot(group["threshold"], group[col], label=name, **style)
+    for ax, col in zip(axes, ("F1", "precision", "recall")):
+        ax.set(xlabel="score threshold", ylabel=col, xlim=(0, 1), ylim=(0, 1.02), title=f"{col} vs threshold @ IoU 0.5")
+    if len(curves):
+        axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(cm, labels: list[str], path: Path, threshold: float) -> Path:
+    """Counts, rows = ground truth, columns = prediction, with a background row and column."""
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(0.55 * n + 2.5, 0.5 * n + 2))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(int(cm[i][j])), ha="center", va="center", fontsize=7, color="black")
+    ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(n), labels, fontsize=7)
+    ax.set(xlabel="predicted", ylabel="ground truth", title=f"confusion matrix (IoU 0.5, score >= {threshold:g})")
+    return _save(fig, path)
+
+
+def plot_training_history(history: pd.DataFrame, path: Path) -> Path:
+    """Train and validation losses (total), mAP and learning rate per epoch."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for col in [c for c in history.columns if c.endswith("loss") or c.startswith("train_loss")]:
+        axes[0].plot(history["epoch"], history[col], marker=".", label=col)
+    axes[0].set(xlabel="epoch", ylabel="loss", title="losses")
+    axes[0].legend(fontsize=6)
+    for col in [c for c in ("val_map", "val_map50", "val_map75") if c in history]:
+        axes[1].plot(history["epoch"], history[col], marker=".", label=col)
+    axes[1].set(xlabel="epoch", ylabel="mAP", ylim=(0, 1), title="validation mAP")
+    axes[1].legend(fontsize=7)
+    axes[2].plot(history["epoch"], history["lr"], marker=".")
+    axes[2].set(xlabel="epoch", ylabel="lr", title="learning rate (end of epoch)")
+    return _save(fig, path)

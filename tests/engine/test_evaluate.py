@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from detection.config import DatasetConfig, ModelParams, TrainParams
@@ -46,9 +47,16 @@ def test_a_missed_class_scores_zero_for_that_class(tiny_data: DatasetConfig) -> 
 
 def test_evaluate_stage_writes_metrics_plots_and_samples(tiny_data: DatasetConfig, tmp_path: Path) -> None:
     train(tiny_data, ModelParams(), TrainParams(epochs=1, imgsz=128, warmup_iters=2, out=tmp_path / "models", reports=tmp_path / "train"))
-    metrics = evaluate(tmp_path / "models/best.pt", tiny_data, tmp_path / "eval", tmp_path / "metrics.json", score_threshold=0.0, samples=2)
+    with_test = tiny_data.model_copy(update={"test": tiny_data.train})
+    metrics = evaluate(tmp_path / "models/best.pt", with_test, tmp_path / "eval", tmp_path / "metrics.json", score_threshold=0.0, samples=2)
+    assert metrics["split"] == str(tiny_data.valid) and metrics["test"]["split"] == str(tiny_data.train)
+    assert metrics["test"]["images"] == read_table(tiny_data.train)["image"].nunique()
+    for name in ("per_class.csv", "confusion_matrix.csv", "f1_curve.csv", "f1_curve.png", "confusion_matrix.png"):
+        assert (tmp_path / "eval" / name).stat().st_size > 0 and (tmp_path / "eval/test" / name).stat().st_size > 0
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
+    per_class = pd.read_csv(tmp_path / "eval/per_class.csv")
+    assert {"ap", "ap50", "precision", "recall", "f1", "tp", "fp", "fn"} <= set(per_class.columns)
     assert set(on_disk["per_class"]) == set(tiny_data.names)
     for name in ("per_class.csv", "pr_curve.csv", "pr_curve.png", "per_class_ap.png"):
         assert (tmp_path / "eval" / name).stat().st_size > 0

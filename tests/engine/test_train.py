@@ -68,3 +68,19 @@ def test_unavailable_device_is_a_user_error() -> None:
         resolve_device("cuda")
     with pytest.raises(DetectionError, match="unknown device"):
         resolve_device("tpu9")
+
+
+def test_every_training_option_together_and_early_stopping(tiny_data: DatasetConfig, tmp_path: Path) -> None:
+    params = _params(tmp_path).model_copy(update=dict(
+        epochs=5, optimizer="adamw", lr=1e-3, schedule="onecycle", accumulate=2, clip_grad=1.0, ema=True,
+        amp="on", monitor="val_loss", patience=1, min_delta=1e9, workers=1, device="cpu",
+    ))  # fmt: skip
+    summary = train(tiny_data, ModelParams(), params)
+    history = pd.read_csv(tmp_path / "reports/history.csv")
+    assert list(history["epoch"]) == [1, 2], "stopped after `patience` epochs without improvement"
+    assert summary["epochs"] == 2 and summary["best_epoch"] == 1 and summary["monitor"] == "val_loss"
+    assert history[["train_loss", "val_loss", "val_map", "lr", "images_per_s"]].notna().all().all()
+    ckpt = load_checkpoint(tmp_path / "models/last.pt")
+    assert ckpt["resume"]["bad_epochs"] == 1 and "ema" in ckpt
+    assert (tmp_path / "reports/dvclive/metrics.json").is_file()
+    assert (tmp_path / "reports/valid/confusion_matrix.png").stat().st_size > 0
