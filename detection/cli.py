@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detection.config import Params, load_params
-from detection.errors import DetectionError
+from detection.errors import DetectionError, TransientError
 
 app = typer.Typer(
     name="detection",
@@ -272,6 +272,9 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors (ours and bad usage) become one ``error:`` line and exit status 2."""
     try:
         app(args=argv, prog_name="detection", standalone_mode=False)
+    except TransientError as exc:  # may pass on a retry (network): EX_TEMPFAIL, which orchestrators retry
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(75)
     except DetectionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

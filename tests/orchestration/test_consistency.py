@@ -78,7 +78,7 @@ def test_stage_tasks_are_named_after_the_stages() -> None:
     for name, task in STAGE_TASKS.items():
         assert task.name == name
         assert task.task_run_name == name
-        assert task.retries == (1 if name == "fetch" else 0), name
+        assert task.retries == (2 if name == "fetch" else 0), name
         assert task.cache_policy is NO_CACHE, "DVC is the cache: Prefect must not cache stage results"
 
 
