@@ -81,7 +81,8 @@ def test_a_gpu_pool_deployment_runs_on_a_worker_in_its_own_clone(tmp_path: Path)
             time.sleep(0.5)
 
         # README: the GPU pool, with a concurrency limit; the deployment from prefect.yaml
-        _run([prefect, "work-pool", "create", "detection-gpu", "--type", "process", "--concurrency-limit", "2"], source, env)
+        _run([prefect, "work-pool", "create", "detection-gpu", "--type", "process"], source, env)
+        _run([prefect, "work-pool", "set-concurrency-limit", "detection-gpu", "2"], source, env)
         _run([prefect, "deploy", "--name", "pipeline-gpu"], source, {**env, "DETECTION_GIT_URL": str(source)})
         (tmp_path / "worker").mkdir()
         worker_log = (tmp_path / "worker.log").open("w")
