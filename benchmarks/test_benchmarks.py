@@ -16,3 +16,10 @@ def test_pipeline() -> None:
 
     result = main([])
     assert result["noop_ran"] == []
+
+
+def test_sweep() -> None:
+    from benchmarks.sweep import main
+
+    result = main([])
+    assert result["sequential_s"] > 0 and result["fanned_out_s"] > 0
