@@ -21,17 +21,12 @@ project directory must be on a filesystem that every worker sees at the same pat
 
 from __future__ import annotations
 
-import os
-
-for _key, _value in {
-    "DO_NOT_TRACK": "1",
-    "DVC_NO_ANALYTICS": "1",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-}.items():
-    os.environ.setdefault(_key, _value)
+# first: flows.pipeline sets the environment defaults (telemetry off, a longer ephemeral-API start)
+# before Prefect is imported
+from flows.pipeline import _logger, project_root  # isort: skip
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -48,7 +43,6 @@ from detection.config import load_dataset_config, load_params  # noqa: E402
 from detection.data.table import images, read_table  # noqa: E402
 from detection.models import get_spec  # noqa: E402
 from detection.stages import metrics_files  # noqa: E402
-from flows.pipeline import _logger, project_root  # noqa: E402
 from flows.sweep_report import experiment_row, model_stats, pareto_front, plot_pareto, write_table  # noqa: E402
 from tasks.stages import STAGE_TASKS, run_dvc, subprocess_env  # noqa: E402
 

@@ -71,11 +71,19 @@ def dvc_push(project_dir: str) -> None:
 
 
 def remote_url(project_dir: str) -> str | None:
-    """The default DVC remote's URL, or None when there is none."""
-    code, out, _ = run_dvc(["remote", "list"], project_dir, echo=False)
-    remotes = [line.split() for line in out if line.strip()]
-    chosen = [r for r in remotes if "(default)" in r] or remotes[:1]
-    return chosen[0][1] if code == 0 and chosen else None
+    """The default DVC remote's URL (a relative local path resolved, as DVC does, from ``.dvc/``), or
+    None when there is none."""
+    values = []
+    for key in ("core.remote", None):
+        key = key or f"remote.{values[0]}.url"
+        code, out, _ = run_dvc(["config", key], project_dir, echo=False)
+        if code != 0 or not out or not out[-1].strip():
+            return None
+        values.append(out[-1].strip())
+    url = values[1]
+    if "://" not in url and not Path(url).is_absolute():
+        url = str((Path(project_dir) / ".dvc" / url).resolve())
+    return url
 
 
 def model_locations(project_dir: str, url: str | None) -> list[tuple[str, str, str]]:

@@ -83,8 +83,10 @@ def test_a_gpu_pool_deployment_runs_on_a_worker_in_its_own_clone(tmp_path: Path)
         # README: the GPU pool, with a concurrency limit; the deployment from prefect.yaml
         _run([prefect, "work-pool", "create", "detection-gpu", "--type", "process"], source, env)
         _run([prefect, "work-pool", "set-concurrency-limit", "detection-gpu", "2"], source, env)
-        _run([prefect, "deploy", "--name", "pipeline-gpu"], source, {**env, "DETECTION_GIT_URL": str(source)})
         (tmp_path / "worker").mkdir()
+        # a persistent working directory for the runs (the README's advice): the clone is kept and reused
+        runs = tmp_path / "worker" / "runs"
+        _run([prefect, "deploy", "--name", "pipeline-gpu", "--job-variable", f"working_dir={runs}"], source, {**env, "DETECTION_GIT_URL": str(source)})
         worker_log = (tmp_path / "worker.log").open("w")
         worker = subprocess.Popen([prefect, "worker", "start", "--pool", "detection-gpu"], cwd=tmp_path / "worker", env=env, stdout=worker_log, stderr=subprocess.STDOUT)
 
@@ -97,7 +99,7 @@ def test_a_gpu_pool_deployment_runs_on_a_worker_in_its_own_clone(tmp_path: Path)
         assert watched.returncode == 0 and "Completed" in watched.stdout, watched.stdout[-3000:] + watched.stderr[-3000:] + (tmp_path / "worker.log").read_text()[-5000:]
         print(f"deployment run (watch) Completed in {wall:.1f} s")
 
-        clone = tmp_path / "worker" / "detection"  # git_clone's directory: the repository's name
+        clone = runs / "detection"  # git_clone's directory: the repository's name
         for path in ("models/best.pt", "models/model.onnx", "reports/metrics.json", "reports/video/metrics.json"):
             assert (clone / path).is_file(), path
         status = subprocess.run([dvc, "status", "--json"], cwd=clone, env=env, capture_output=True, text=True, timeout=300)
