@@ -3,7 +3,10 @@ Markdown artifact of the run's metrics and of where its model lives (in the DVC 
 
 A worker's flow run works in its own checkout (prefect.yaml's pull step); it pulls what the team's
 DVC remote already holds (so up-to-date stages are not run again), runs the stages through DVC, and
-pushes the new outputs, so that colleagues ``git pull`` + ``dvc pull`` exactly what it produced.
+pushes the new outputs and its run cache to the remote. The run's ``dvc.lock`` stays in the worker's
+clone (it is not committed to git); the artifact lists the md5 and remote path of each model file.
+With the same commit and params, ``dvc repro --pull`` restores the stages that have no uncached
+(``cache: false``) outputs from the run cache.
 """
 
 from __future__ import annotations
@@ -60,14 +63,15 @@ def _dvc(args: list[str], project_dir: str) -> list[str]:
 
 @task(name="dvc-pull", task_run_name="dvc-pull", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE, persist_result=False)
 def dvc_pull(project_dir: str) -> None:
-    """``dvc pull --allow-missing``: what the remote holds of this commit's outputs (none on a first run)."""
-    _dvc(["pull", "--allow-missing"], project_dir)
+    """``dvc pull --allow-missing --run-cache``: what the remote holds of this commit's outputs (none on a
+    first run) and the run cache, so that stages someone already ran with these params are restored."""
+    _dvc(["pull", "--allow-missing", "--run-cache"], project_dir)
 
 
 @task(name="dvc-push", task_run_name="dvc-push", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE, persist_result=False)
 def dvc_push(project_dir: str) -> None:
-    """``dvc push``: the run's cached outputs (data, checkpoints, ONNX model) to the default remote."""
-    _dvc(["push"], project_dir)
+    """``dvc push --run-cache``: the run's outputs (data, checkpoints, ONNX model) and run cache."""
+    _dvc(["push", "--run-cache"], project_dir)
 
 
 def remote_url(project_dir: str) -> str | None:

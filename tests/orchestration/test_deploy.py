@@ -86,6 +86,7 @@ def test_a_gpu_pool_deployment_runs_on_a_worker_in_its_own_clone(tmp_path: Path)
         (tmp_path / "worker").mkdir()
         # a persistent working directory for the runs (the README's advice): the clone is kept and reused
         runs = tmp_path / "worker" / "runs"
+        runs.mkdir()
         _run([prefect, "deploy", "--name", "pipeline-gpu", "--job-variable", f"working_dir={runs}"], source, {**env, "DETECTION_GIT_URL": str(source)})
         worker_log = (tmp_path / "worker.log").open("w")
         worker = subprocess.Popen([prefect, "worker", "start", "--pool", "detection-gpu"], cwd=tmp_path / "worker", env=env, stdout=worker_log, stderr=subprocess.STDOUT)
@@ -114,7 +115,9 @@ def test_a_gpu_pool_deployment_runs_on_a_worker_in_its_own_clone(tmp_path: Path)
         with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
             (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["detection-run"])))
             (flow_run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[artifact.flow_run_id])))
-            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))
+            logs: list = []
+            while page := client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])), limit=200, offset=len(logs)):
+                logs += page
             pool = client.read_work_pool("detection-gpu")
         assert flow_run.state.is_completed() and pool.concurrency_limit == 2
         markdown = artifact.data
@@ -127,7 +130,8 @@ def test_a_gpu_pool_deployment_runs_on_a_worker_in_its_own_clone(tmp_path: Path)
         messages = "\n".join(entry.message for entry in logs)
         for stage in ("fetch", "train", "infer-video"):
             assert f"Running stage '{stage}'" in messages, stage  # DVC's output, streamed into Prefect's logs
-        assert "$ dvc pull --allow-missing" in messages and "$ dvc push" in messages
+        assert "$ dvc pull --allow-missing --run-cache" in messages and "$ dvc push --run-cache" in messages
+
     finally:
         if worker is not None:
             _stop(worker)

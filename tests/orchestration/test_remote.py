@@ -94,6 +94,17 @@ def test_push_from_one_clone_pull_into_a_fresh_one(tmp_path: Path, cli_env: dict
     change = pdiff["params.yaml"]["evaluate.score_threshold"]
     assert (change["old"], change["new"]) == (0.5, 0.3)
 
+    # an experiment re-runs evaluate only, and `dvc exp show` has metrics for it and for the baseline
+    sh(b, cli_env, "git", "checkout", "-q", "params.yaml")
+    ran = sh(b, cli_env, dvc, "exp", "run", "-n", "thr04", "-S", "evaluate.score_threshold=0.4")
+    assert "Running stage 'evaluate'" in ran and "Running stage 'train'" not in ran
+    shown = sh_json(b, cli_env, dvc, "exp", "show", "--json")
+    baseline = next(r for r in shown if r.get("rev") == "HEAD" or r.get("name") in ("master", "main"))
+    (exp,) = [run for e in baseline.get("experiments") or [] for run in e["revs"] if run.get("name") == "thr04"]
+    for rev in (baseline, exp):
+        assert rev["data"]["metrics"]["reports/metrics.json"]["data"]["map50"] == metrics["map50"]
+    assert exp["data"]["params"]["params.yaml"]["data"]["evaluate"]["score_threshold"] == 0.4
+
 
 def _free_port() -> int:
     with socket.socket() as s:
