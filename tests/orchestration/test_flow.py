@@ -108,23 +108,6 @@ def test_a_failed_stage_raises_with_the_tail_of_stderr(prefect_api: str, tiny_pr
     assert [(r.name, r.state.type.value) for r in runs] == [("convert", "FAILED")]  # split and dvc-status never ran
 
 
-def test_fetch_is_retried_once_and_other_stages_not(prefect_api: str, tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.pipeline import pipeline
-    from tasks.stages import STAGE_TASKS, StageFailed
-
-    monkeypatch.setitem(STAGE_TASKS, "fetch", STAGE_TASKS["fetch"].with_options(retry_delay_seconds=0))
-    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
-    params["fetch"]["source"] = str(tiny_project / "no-such-folder")
-    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-    state = pipeline(project_dir=str(tiny_project), stages=["fetch"], return_state=True)
-    assert state.is_failed()
-    with pytest.raises(StageFailed, match="no-such-folder"):  # the CLI's one-line error, through DVC's stderr
-        state.result()
-    (run,) = task_runs(state.state_details.flow_run_id, expect=1)
-    assert run.name == "fetch" and run.run_count == 2
-
-
 def test_metrics_markdown_has_the_values_and_a_per_class_table() -> None:
     from tasks.stages import artifact_key, metrics_markdown
 
