@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install lock pipeline repro flow test test-slow test-all bench clean
+.PHONY: help install lock pipeline repro flow sweep codedeps plots test test-slow test-all bench clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -43,6 +43,17 @@ repro: pipeline
 
 flow: install  ## run the same stages as Prefect task runs (ephemeral API, no server)
 	python -m flows.pipeline
+
+SWEEP_MODELS ?= fasterrcnn_tiny ssdlite320_mobilenet_v3_large fasterrcnn_mobilenet_v3_large_320_fpn
+SWEEP_EPOCHS ?= 2
+sweep: install  ## compare backbones as parallel DVC experiments (SWEEP_MODELS, SWEEP_EPOCHS): reports/sweep/
+	python -m flows.sweep --models $(SWEEP_MODELS) --epochs $(SWEEP_EPOCHS)
+
+codedeps: install  ## rewrite dvc.yaml's code deps from the stages' imports (after adding/moving modules)
+	python -m tasks.codedeps --write
+
+plots: install  ## dvc plots show, offline (vega inlined): dvc_plots/index.html
+	dvc plots show
 
 test: install  ## the default test suite (< 15 min on 2 cores)
 	python -m pytest

@@ -30,3 +30,10 @@ def test_train() -> None:
 
     result = main(["--models", "fasterrcnn_tiny", "--images", "8", "--rounds", "1"])
     assert result["results"][0]["loops"]["ours"]["s_per_iter"] > 0
+
+
+def test_sweep() -> None:
+    from benchmarks.sweep import main
+
+    result = main([])
+    assert result["sequential_s"] > 0 and result["fanned_out_s"] > 0

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detection.config import Params, load_params
-from detection.errors import DetectionError
+from detection.errors import DetectionError, TransientError
 
 app = typer.Typer(
     name="detection",
@@ -410,6 +410,9 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=_split_classes(sys.argv[1:] if argv is None else argv), prog_name="detection", standalone_mode=False)
         if isinstance(code, int) and code:  # typer.Exit(N) inside a verb: click returns N in this mode
             sys.exit(code)
+    except TransientError as exc:  # may pass on a retry (network): EX_TEMPFAIL, which orchestrators retry
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(75)
     except DetectionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -15,3 +15,10 @@ class DetectionError(Exception):
         self.message = message
         self.hint = hint
         super().__init__(message if hint is None else f"{message} ({hint})")
+
+
+class TransientError(DetectionError):
+    """A failure that may pass if the same command is run again (a network error, a server's 5xx).
+
+    The CLI exits with status 75 (EX_TEMPFAIL) for it, not 2, so that orchestrators retry it and
+    never retry a user mistake."""

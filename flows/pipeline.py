@@ -74,17 +74,41 @@ def _logger() -> Any:
 
 
 @flow(name="pipeline", description="fetch -> convert -> split -> train -> evaluate -> export -> infer-video, each through `dvc repro`")
-def pipeline(project_dir: str = ".", stages: list[str] | None = None, force: bool = False) -> dict[str, Any]:
+def pipeline(
+    project_dir: str = ".",
+    stages: list[str] | None = None,
+    force: bool = False,
+    data: str | None = None,
+    model: str | None = None,
+    epochs: int | None = None,
+    device: str | None = None,
+    pull: bool = False,
+    push: bool = False,
+) -> dict[str, Any]:
     """Run ``stages`` (default: all) in pipeline order, each as its own task run through DVC, then
-    ``dvc status``. ``force`` re-runs stages that DVC finds up to date. Returns each stage's result
-    (``skipped`` = DVC found it up to date) and the final ``dvc status`` ({} = clean)."""
+    ``dvc status``. ``force`` re-runs stages that DVC finds up to date. ``data`` (a dataset config),
+    ``model``, ``epochs`` and ``device`` are written into the checkout's params.yaml first (DVC then
+    re-runs what they change). ``pull``: ``dvc pull`` before (the team remote's outputs), ``push``:
+    ``dvc push`` after, then a ``detection-run`` artifact (metrics, where the model lives). Returns each
+    stage's result (``skipped`` = DVC found it up to date) and the final ``dvc status`` ({} = clean)."""
+    from tasks.remote import dvc_pull, dvc_push, overrides, publish_run_summary, set_params
+
     selected = plan(stages)
     root = project_root(project_dir)
     log = _logger()
     log.info("project %s: stages %s%s", root, " -> ".join(selected), " (forced)" if force else "")
+    values = overrides(data=data, model=model, epochs=epochs, device=device)
+    if values:
+        set_params(str(root), values)
+    if pull:
+        dvc_pull(str(root))
     results = [STAGE_TASKS[name](project_dir=str(root), force=force) for name in selected]
     # A subset is checked on its own stages (the stages after it may well be out of date).
     status = dvc_status(project_dir=str(root), stages=None if selected == list(STAGE_NAMES) else selected)
+    if push:
+        dvc_push(str(root))
+    if pull or push:
+        publish_run_summary(str(root), pushed=push)
     return {"project_dir": str(root), "stages": results, "status": status}
 
 
@@ -96,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", nargs="+", metavar="STAGE", help=f"stages to run (space- or comma-separated), kept in pipeline order; default all: {' '.join(STAGE_NAMES)}")
     parser.add_argument("--force", action="store_true", help="re-run the stages even if DVC finds them up to date")
     parser.add_argument("--project-dir", default=".", help="the project directory (holds dvc.yaml, params.yaml); default: .")
+    parser.add_argument("--data", help="dataset config written into params.yaml first (data)")
+    parser.add_argument("--model", help="model name written into params.yaml first (model.name)")
+    parser.add_argument("--epochs", type=int, help="written into params.yaml first (train.epochs)")
+    parser.add_argument("--device", help="written into params.yaml first (train.device, evaluate.device)")
+    parser.add_argument("--pull", action="store_true", help="`dvc pull` from the team remote before the stages")
+    parser.add_argument("--push", action="store_true", help="`dvc push` to the team remote after the stages")
     args = parser.parse_args(argv)
     try:  # check the arguments before Prefect starts its API (seconds)
         stages = plan(args.stages)
@@ -104,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     started = time.perf_counter()
     try:
-        result = pipeline(project_dir=str(root), stages=stages, force=args.force)
+        result = pipeline(
+            project_dir=str(root), stages=stages, force=args.force, data=args.data, model=args.model,
+            epochs=args.epochs, device=args.device, pull=args.pull, push=args.push,
+        )  # fmt: skip
     except Exception as exc:  # the flow run failed; Prefect has logged the traceback
         print(f"error: the pipeline failed after {time.perf_counter() - started:.1f} s: {exc}", file=sys.stderr)
         return 1

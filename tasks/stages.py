@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -40,9 +41,12 @@ TELEMETRY_ENV: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 }
 
-# Retries per stage (default 0). fetch may download over the network.
-RETRIES: dict[str, int] = {"fetch": 1}
+# Retries per stage (default 0). fetch may download over the network. A stage is retried only when
+# its command did not fail with USER_ERROR_STATUS (a bad config, a missing file, a checksum mismatch:
+# running it again cannot help); the CLI exits 75 for transient failures (network, a server's 5xx).
+RETRIES: dict[str, int] = {"fetch": 2}
 RETRY_DELAY_SECONDS: float = 10.0
+USER_ERROR_STATUS = 2
 
 # Lines of stderr quoted in the exception of a failed stage.
 ERROR_TAIL_LINES = 30
@@ -59,6 +63,9 @@ class StageFailed(RuntimeError):
         self.stage = stage
         self.returncode = returncode
         self.tail = tail
+        # DVC exits 255 whatever the command did; it says "failed to run: <cmd>, exited with N"
+        found = [int(m.group(1)) for line in tail if (m := re.search(r"exited with (-?\d+)", line))]
+        self.command_returncode: int | None = found[-1] if found else None
         body = "\n".join(f"  {line}" for line in tail) if tail else "  (no output on stderr)"
         super().__init__(f"stage {stage!r} failed: `dvc repro --single-item {stage}` exited with {returncode}; last lines of stderr:\n{body}")
 
@@ -219,6 +226,16 @@ def _run_stage(stage: str, project_dir: str = ".", force: bool = False) -> dict[
     return result
 
 
+def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's ``retry_condition_fn``: retry a failed stage unless its command exited with the CLI's
+    user-error status (a retry of a bad config would fail the same way, only later)."""
+    exc = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
+    if isinstance(exc, StageFailed) and exc.command_returncode == USER_ERROR_STATUS:
+        _logger().error("stage %s: a user error (exit status %d): not retried", exc.stage, USER_ERROR_STATUS)
+        return False
+    return True
+
+
 def stage_task(stage: str) -> Task[..., dict[str, Any]]:
     """The Prefect task of ``stage``: ``(project_dir=".", force=False) -> result``, task name and
     task-run name = the stage name, its retries; Prefect result caching off (DVC is the cache: Prefect
@@ -239,6 +256,7 @@ def stage_task(stage: str) -> Task[..., dict[str, Any]]:
         description=run.__doc__,
         retries=retries,
         retry_delay_seconds=RETRY_DELAY_SECONDS if retries else 0,
+        retry_condition_fn=retry_unless_user_error if retries else None,
         cache_policy=NO_CACHE,
         persist_result=False,
     )

@@ -50,7 +50,7 @@ from rich.progress import (
 
 from detection.config import SampleParams
 from detection.data.sample import make_sample
-from detection.errors import DetectionError
+from detection.errors import DetectionError, TransientError
 from detection.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -184,10 +184,12 @@ def _download(url: str, target: Path) -> None:
                     advance(len(chunk))
     except (URLError, OSError, http.client.HTTPException) as exc:
         reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, HTTPError) else str(getattr(exc, "reason", exc) or type(exc).__name__)
-        raise DetectionError(f"could not download {url} ({reason}); download it by hand and save it as {target} "
+        # a 4xx other than timeout/too-many-requests is the URL's fault; the network and 5xx may pass
+        transient = not isinstance(exc, HTTPError) or exc.code >= 500 or exc.code in (408, 429)
+        raise (TransientError if transient else DetectionError)(f"could not download {url} ({reason}); download it by hand and save it as {target} "
                              "(or set fetch.source to the local file)") from None  # fmt: skip
     if total is not None and done != total:
-        raise DetectionError(f"the download of {url} stopped at {done} of {total} bytes",
+        raise TransientError(f"the download of {url} stopped at {done} of {total} bytes",
                              hint=f"run fetch again to resume; the partial file is kept as {part}")  # fmt: skip
     log.info("downloaded %d bytes in %.1f s", done, time.monotonic() - start)
     os.replace(part, target)

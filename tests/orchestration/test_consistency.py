@@ -78,7 +78,7 @@ def test_stage_tasks_are_named_after_the_stages() -> None:
     for name, task in STAGE_TASKS.items():
         assert task.name == name
         assert task.task_run_name == name
-        assert task.retries == (1 if name == "fetch" else 0), name
+        assert task.retries == (2 if name == "fetch" else 0), name
         assert task.cache_policy is NO_CACHE, "DVC is the cache: Prefect must not cache stage results"
 
 
@@ -152,10 +152,22 @@ def test_prefect_yaml_is_valid_for_prefect(prefect_yaml: dict[str, Any]) -> None
     from prefect.cli.deploy._models import PrefectYamlModel
 
     model = PrefectYamlModel.model_validate(prefect_yaml)
-    assert [d.name for d in model.deployments] == ["pipeline"]
-    (deployment,) = model.deployments
-    assert deployment.work_pool is not None and deployment.work_pool.name == "detection-cpu"
-    assert deployment.entrypoint == "flows/pipeline.py:pipeline"
+    assert [d.name for d in model.deployments] == ["pipeline", "pipeline-gpu", "sweep"]
+    pools = {d.name: d.work_pool.name for d in model.deployments if d.work_pool is not None}
+    assert pools == {"pipeline": "detection-cpu", "pipeline-gpu": "detection-gpu", "sweep": "detection-cpu"}
+    entrypoints = {d.name: d.entrypoint for d in model.deployments}
+    assert entrypoints == {"pipeline": "flows/pipeline.py:pipeline", "pipeline-gpu": "flows/pipeline.py:pipeline", "sweep": "flows/sweep.py:sweep"}
+
+
+def test_the_gpu_deployment_clones_pulls_and_pushes(prefect_yaml: dict[str, Any]) -> None:
+    (gpu,) = [d for d in prefect_yaml["deployments"] if d["name"] == "pipeline-gpu"]
+    clone, cd = gpu["pull"]
+    assert clone["prefect.deployments.steps.git_clone"]["repository"] == "{{ $DETECTION_GIT_URL }}"
+    assert cd == {"prefect.deployments.steps.set_working_directory": {"directory": "{{ clone.directory }}"}}
+    assert gpu["parameters"]["pull"] is True and gpu["parameters"]["push"] is True and gpu["parameters"]["device"] == "cuda"
+    assert {"data", "model", "epochs", "device"} <= set(gpu["parameters"])
+    (schedule,) = gpu["schedules"]
+    assert schedule["cron"] and schedule["active"] is False
 
 
 def test_prefect_yaml_pull_step_sets_the_project_directory(prefect_yaml: dict[str, Any]) -> None:
@@ -172,14 +184,17 @@ def test_prefect_yaml_entrypoint_is_the_pipeline_flow(prefect_yaml: dict[str, An
 
     import flows.pipeline
 
-    (deployment,) = prefect_yaml["deployments"]
+    import flows.sweep
+
     monkeypatch.chdir(ROOT)  # entrypoints are relative to the project root, where the pull step puts the worker
-    loaded = load_flow_from_entrypoint(deployment["entrypoint"])
-    assert isinstance(loaded, Flow)
-    assert loaded.name == flows.pipeline.pipeline.name == "pipeline"
-    # the deployment's parameters are the flow's and valid for it
-    assert set(deployment["parameters"]) <= set(loaded.parameters.properties)
-    loaded.validate_parameters(deployment["parameters"])
+    flows_by_name = {"pipeline": flows.pipeline.pipeline, "sweep": flows.sweep.sweep}
+    for deployment in prefect_yaml["deployments"]:
+        loaded = load_flow_from_entrypoint(deployment["entrypoint"])
+        assert isinstance(loaded, Flow)
+        assert loaded.name == flows_by_name[loaded.name].name
+        # the deployment's parameters are the flow's and valid for it
+        assert set(deployment["parameters"]) <= set(loaded.parameters.properties), deployment["name"]
+        loaded.validate_parameters(deployment["parameters"])
 
 
 def _imports(path: Path) -> set[str]:

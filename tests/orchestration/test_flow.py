@@ -7,11 +7,9 @@ The first stages (fetch, convert, split) take seconds; the whole pipeline and th
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -20,39 +18,13 @@ import pytest
 import yaml
 
 from detection.stages import STAGE_NAMES
+from tests.orchestration.conftest import prefect_env, task_runs
 
 FIRST = ["fetch", "convert", "split"]
 
 
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[str]:
-    """A Prefect API on a temporary database for this module (one server start, ~10 s); its URL."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield str(PREFECT_API_URL.value())
-
-
 def _env(api_url: str) -> dict[str, str]:
-    """Subprocess environment: the harness's API (it is only set inside this process), venv first on PATH."""
-    return {**os.environ, "PREFECT_API_URL": api_url, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-
-def task_runs(flow_run_id: UUID, expect: int, timeout: float = 30.0) -> list[Any]:
-    """The task runs of a flow run, in start order, once ``expect`` of them are final (task states reach
-    the API through events, a moment after the flow returns)."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            final = [r for r in runs if r.state is not None and r.state.is_final()]
-            if len(final) >= expect or time.monotonic() > deadline:
-                return sorted(runs, key=lambda r: (r.start_time is None, r.start_time))
-            time.sleep(0.5)
+    return prefect_env(api_url)
 
 
 def artifacts(flow_run_id: UUID) -> dict[str, Any]:
@@ -134,23 +106,6 @@ def test_a_failed_stage_raises_with_the_tail_of_stderr(prefect_api: str, tiny_pr
     assert "data/raw" in message.split("last lines of stderr:", 1)[1]
     runs = task_runs(state.state_details.flow_run_id, expect=1)
     assert [(r.name, r.state.type.value) for r in runs] == [("convert", "FAILED")]  # split and dvc-status never ran
-
-
-def test_fetch_is_retried_once_and_other_stages_not(prefect_api: str, tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.pipeline import pipeline
-    from tasks.stages import STAGE_TASKS, StageFailed
-
-    monkeypatch.setitem(STAGE_TASKS, "fetch", STAGE_TASKS["fetch"].with_options(retry_delay_seconds=0))
-    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
-    params["fetch"]["source"] = str(tiny_project / "no-such-folder")
-    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-    state = pipeline(project_dir=str(tiny_project), stages=["fetch"], return_state=True)
-    assert state.is_failed()
-    with pytest.raises(StageFailed, match="no-such-folder"):  # the CLI's one-line error, through DVC's stderr
-        state.result()
-    (run,) = task_runs(state.state_details.flow_run_id, expect=1)
-    assert run.name == "fetch" and run.run_count == 2
 
 
 def test_metrics_markdown_has_the_values_and_a_per_class_table() -> None:
