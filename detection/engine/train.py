@@ -106,7 +106,7 @@ def train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, r
     log.info("train: %s, %d train / %d valid images, %d classes, device %s", model_params.name, len(train_set), len(valid_set), len(names), device)
     log.info("train set: %s", summary(train_table)["per_class"])
 
-    model = build_model(model_params.name, num_classes=len(names) + 1, weights=model_params.weights, imgsz=params.imgsz).to(device)
+    model = build_model(model_params.name, num_classes=len(names) + 1, weights=model_params.weights, imgsz=params.imgsz, trainable_layers=model_params.trainable_layers).to(device)
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
     optimizer = torch.optim.SGD(
@@ -165,6 +165,7 @@ def train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, r
         "best_val_map50": float(best["val_map50"]),
         "train_seconds": round(time.perf_counter() - started, 1),
         "device": str(device),
+        "weights": getattr(model, "weights_info", None),  # what model.weights (e.g. auto) resolved to, tensors loaded
     }
     write_json(reports / "summary.json", result)
     return result
