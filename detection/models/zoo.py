@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from typing import Any
 
 from torch import nn
@@ -65,8 +66,14 @@ def _replace_head(model: nn.Module, family: str, num_classes: int) -> nn.Module:
 
 
 def backbone_weights(name: str) -> Any:
-    """The ImageNet weights torchvision's builder of ``name`` uses for its backbone."""
-    return inspect.signature(get_model_builder(name)).parameters["weights_backbone"].default
+    """The ImageNet weights torchvision's builder of ``name`` uses for its backbone (v2 builders default to
+    none: the first ImageNet weights of the annotated enum, as torchvision's training recipe)."""
+    builder = get_model_builder(name)
+    default = inspect.signature(builder).parameters["weights_backbone"].default
+    if default is not None:
+        return default
+    (enum,) = [a for a in typing.get_args(typing.get_type_hints(builder)["weights_backbone"]) if a is not type(None)]
+    return enum.IMAGENET1K_V1
 
 
 def _build(name: str, family: str, imgsz_default: int, num_classes: int, weights: str = "none", imgsz: int | None = None, trainable_layers: int | None = None) -> nn.Module:
