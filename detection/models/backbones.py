@@ -33,6 +33,7 @@ from detection.models.weights import LoadReport, hub_state_dict, load_matching
 log = logging.getLogger(__name__)
 
 _STOP = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Linear, nn.Dropout)
+SINGLE_CHANNELS = 256
 _PROBE = (256, 192)  # a non-square probe tells NCHW from NHWC outputs and finds networks that need one fixed size
 
 #: networks of this project (not in torchvision): name -> factory of a classifier-like nn.Module
@@ -188,12 +189,17 @@ class Body(nn.Module):
         self.body = extractor
         self.nhwc = [s.nhwc for s in chosen]
         self.fpn = None if fpn_channels is None else FeaturePyramidNetwork([s.channels for s in chosen], fpn_channels, extra_blocks=extra)
-        self.out_channels = fpn_channels if fpn_channels is not None else chosen[-1].channels
+        # one map of many channels (1024..2048) would make the box head huge: a 1x1 conv to 256 first
+        wide = fpn_channels is None and chosen[-1].channels > SINGLE_CHANNELS
+        self.reduce = nn.Conv2d(chosen[-1].channels, SINGLE_CHANNELS, 1) if wide else None
+        self.out_channels = fpn_channels if fpn_channels is not None else min(chosen[-1].channels, SINGLE_CHANNELS)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.body(x)
         maps = OrderedDict((str(i), f.permute(0, 3, 1, 2) if nhwc else f) for i, (f, nhwc) in enumerate(zip(feats.values(), self.nhwc)))
-        return maps if self.fpn is None else self.fpn(maps)
+        if self.fpn is not None:
+            return self.fpn(maps)
+        return maps if self.reduce is None else OrderedDict((k, self.reduce(v)) for k, v in maps.items())
 
 
 def imagenet_url(net: str) -> str | None:

@@ -194,5 +194,15 @@ def tag(model: nn.Module, requested: str, used: str, report: LoadReport | None, 
     if report is not None:
         info.update(report.as_dict())
     model.weights_info = info  # type: ignore[attr-defined]
+    if type(model).__name__ in ("RetinaNet", "FCOS") and not getattr(model, "_drops_label_zero", False):
+        model.register_forward_hook(_drop_label_zero)  # sigmoid heads score class 0 (background) like any other
+        model._drops_label_zero = True  # type: ignore[attr-defined]
     log.info("model: weights %s (asked %s), %s, trainable backbone stages %s", used, requested, norm, "all" if trainable_layers is None else trainable_layers)
     return model
+
+
+def _drop_label_zero(module: nn.Module, _inputs: Any, outputs: Any) -> Any:
+    """RetinaNet/FCOS predict every class index, 0 included; label 0 is background here: drop it."""
+    if module.training or not isinstance(outputs, list):
+        return outputs
+    return [{k: v[d["labels"] > 0] for k, v in d.items()} for d in outputs]
