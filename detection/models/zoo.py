@@ -15,7 +15,8 @@ import typing
 from typing import Any
 
 from torch import nn
-from torchvision.models import get_model, get_model_builder, get_model_weights
+from torchvision.models import detection as detection_models
+from torchvision.models import get_model, get_model_builder, get_model_weights, list_models
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.fcos import FCOSClassificationHead
 from torchvision.models.detection.retinanet import RetinaNetClassificationHead
@@ -26,21 +27,16 @@ from detection.errors import DetectionError
 from detection.models.registry import register
 from detection.models.weights import LoadReport, count_equal, hub_state_dict, load_weights_file, resolve_auto, tag
 
-# name: (family, description, cpu_friendly, default input size)
-_ZOO = {
-    "fasterrcnn_mobilenet_v3_large_320_fpn": ("faster_rcnn", "Faster R-CNN, MobileNetV3-Large FPN, 320 px (fast on CPU)", True, 320),
-    "fasterrcnn_mobilenet_v3_large_fpn": ("faster_rcnn", "Faster R-CNN, MobileNetV3-Large FPN", True, 640),
-    "fasterrcnn_resnet50_fpn": ("faster_rcnn", "Faster R-CNN, ResNet-50 FPN (v1)", False, 640),
-    "fasterrcnn_resnet50_fpn_v2": ("faster_rcnn", "Faster R-CNN, ResNet-50 FPN (v2, better AP)", False, 640),
-    "retinanet_resnet50_fpn": ("retinanet", "RetinaNet, ResNet-50 FPN", False, 640),
-    "retinanet_resnet50_fpn_v2": ("retinanet", "RetinaNet, ResNet-50 FPN v2", False, 640),
-    "fcos_resnet50_fpn": ("fcos", "FCOS, ResNet-50 FPN", False, 640),
-    "ssd300_vgg16": ("ssd", "SSD 300, VGG-16", False, 300),
-    "ssdlite320_mobilenet_v3_large": ("ssd", "SSDlite 320, MobileNetV3-Large", True, 320),
-    "maskrcnn_resnet50_fpn": ("faster_rcnn", "Mask R-CNN, ResNet-50 FPN, boxes only (mask branch dropped)", False, 640),
-    "maskrcnn_resnet50_fpn_v2": ("faster_rcnn", "Mask R-CNN v2, ResNet-50 FPN, boxes only (mask branch dropped)", False, 640),
-    "keypointrcnn_resnet50_fpn": ("keypoint_rcnn", "Keypoint R-CNN, ResNet-50 FPN (17 COCO keypoints)", False, 640),
-}
+_PREFIX_FAMILY = {"fasterrcnn": "faster_rcnn", "maskrcnn": "faster_rcnn", "keypointrcnn": "keypoint_rcnn", "retinanet": "retinanet", "fcos": "fcos", "ssd300": "ssd", "ssdlite320": "ssd"}
+
+
+def _describe(name: str) -> str:
+    """From torchvision's weights metadata: the COCO AP of its published weights, and the parameter count."""
+    meta = get_model_weights(name).DEFAULT.meta
+    metrics = meta.get("_metrics", {}).get("COCO-val2017", {})
+    ap = ", ".join(f"COCO {k.replace('_map', '')} AP {v}" for k, v in metrics.items())
+    extra = " (boxes only: mask branch dropped)" if name.startswith("maskrcnn") else " (17 keypoints)" if name.startswith("keypoint") else ""
+    return f"torchvision's {name}{extra}: {ap}; {meta.get('num_params', 0) / 1e6:.1f} M params with the COCO head"
 
 
 def _replace_head(model: nn.Module, family: str, num_classes: int) -> nn.Module:
@@ -122,7 +118,9 @@ def _own_tensors(module: nn.Module) -> int:
     return sum(1 for k in module.state_dict() if not k.endswith("num_batches_tracked"))
 
 
-for _name, (_family, _desc, _cpu, _size) in _ZOO.items():
-    register(_name, family=_family, description=_desc, cpu_friendly=_cpu, imgsz=_size, weights=("none", "backbone", "default"))(
+for _name in list_models(module=detection_models):  # every detector torchvision ships
+    _family = _PREFIX_FAMILY[_name.split("_")[0]]
+    _size = 320 if "320" in _name else 300 if "300" in _name else 640
+    register(_name, family=_family, description=_describe(_name), cpu_friendly="mobilenet" in _name, imgsz=_size, weights=("none", "backbone", "default"))(
         functools.partial(_build, _name, _family, _size)
     )
