@@ -62,11 +62,8 @@ def classifier(net: str) -> nn.Module:
         return CUSTOM_NETWORKS[net]()
     if net not in networks():
         raise DetectionError(f"unknown backbone network {net!r}", hint="torchvision.models.list_models() names them")
-    kwargs = {"init_weights": True} if net in ("googlenet", "inception_v3") else {}
-    if net == "googlenet":
-        kwargs["aux_logits"] = False
-    if net == "inception_v3":
-        kwargs["aux_logits"] = False
+    # GoogLeNet / Inception: no auxiliary heads (unused by a detector), their documented init
+    kwargs = {"init_weights": True, "aux_logits": False} if net in ("googlenet", "inception_v3") else {}
     return get_model(net, weights=None, **kwargs)
 
 
@@ -249,7 +246,7 @@ def _freeze_stages(model: nn.Module, net: str, trainable_layers: int, last_node:
     frozen_strides = set(levels[: 5 - trainable_layers])
     modules = dict(model.named_modules())
     for name, s in trunk(net):
-        if max(s, 2) in frozen_strides or (s <= 2 and 2 in frozen_strides):
+        if max(s, 2) in frozen_strides:
             for p in modules[name].parameters():
                 p.requires_grad_(False)
         if name == last_node:
