@@ -210,7 +210,8 @@ def split(
 def train(
     data: DataOpt = None,
     model: Annotated[Optional[str], typer.Option(help="registered model name (`detection models`) (params.yaml: model.name)")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="none | default | backbone | path.pt (params.yaml: model.weights)")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="none | default | backbone | auto | path.pt (params.yaml: model.weights)")] = None,
+    trainable_layers: Annotated[Optional[int], typer.Option(help="backbone stages trained from pretrained weights, 0-5 (params.yaml: model.trainable_layers)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="[params: train.epochs]")] = None,
     batch: Annotated[Optional[int], typer.Option(help="[params: train.batch]")] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="longest image side fed to the model (params.yaml: train.imgsz)")] = None,
@@ -231,7 +232,7 @@ def train(
     """Train a detector; writes last.pt (each epoch, and every save_every_iters steps) and best.pt."""
     p = _params(
         params, data,
-        model={"name": model, "weights": weights},
+        model={"name": model, "weights": weights, "trainable_layers": trainable_layers},
         train={"epochs": epochs, "batch": batch, "imgsz": imgsz, "lr": lr, "device": device, "workers": workers, "seed": seed, "out": out_dir,
                "optimizer": optimizer, "schedule": schedule, "amp": amp, "patience": patience, "save_every_iters": save_every_iters, "nproc": nproc},
     )  # fmt: skip
@@ -389,19 +390,52 @@ def _print_per_class(per_class: dict[str, dict[str, float | None]]) -> None:
     out.print(table)
 
 
-@app.command()
-def models(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
-    """List the registered detectors."""
-    from detection.models import available
+_MODELS_HELP = (
+    "List every registered detector: name (aliases beside it), family, parameters (M), default input size, "
+    "GFLOPs at that size, the weights it can start from (imagenet = `weights: backbone`, coco = `weights: default`; "
+    "`none` and `auto` always) and whether it is CPU-friendly.\n\n"
+    "Besides the listed names, `fasterrcnn_<network>`, `retinanet_<network>` and `fcos_<network>` work for any "
+    "torchvision classification network (`torchvision.models.list_models()`), with `mini_` (last stage cut), "
+    "`_single` (one feature map, no FPN) and, for Faster R-CNN, `_small_head` / `_tiny_head` / `_nano_head` "
+    "(box head 512 / 256 / 128).\n\n"
+    "To add a model, write one decorated function in a module under detection/models/ (imported by "
+    "registry._ensure_loaded), as in Detectron2's and MMDetection's registries: "
+    "`@register(\"fasterrcnn_mynet\", family=\"faster_rcnn\", description=\"...\", imgsz=320)` on "
+    "`def fasterrcnn_mynet(num_classes, weights=\"none\", imgsz=320, trainable_layers=None) -> nn.Module`. "
+    "A new backbone network needs only `@register_network(\"mynet\")` (detection/models/backbones.py) on a "
+    "function that returns the classifier-like module: its stages and channels are found automatically.\n\n"
+    "Parameters and GFLOPs come from `python -m benchmarks.models --stats`."
+)
 
-    specs = available()
+
+@app.command(help=_MODELS_HELP)
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    family: Annotated[Optional[str], typer.Option(help="only this family (faster_rcnn, retinanet, fcos, ssd, keypoint_rcnn)")] = None,
+    cpu: Annotated[bool, typer.Option("--cpu", help="only CPU-friendly models")] = False,
+) -> None:
+    from detection.models.catalog import rows
+
+    listed = rows(family, cpu)
     if as_json:
-        out.print_json(json.dumps([{"name": s.name, "family": s.family, "cpu_friendly": s.cpu_friendly, "description": s.description} for s in specs]))
+        print(json.dumps(listed, indent=1))
         return
-    table = Table("name", "family", "CPU", "description")
-    for s in specs:
-        table.add_row(s.name, s.family, "yes" if s.cpu_friendly else "", s.description)
-    out.print(table)
+    from rich import box
+
+    table = Table(title=f"{len(listed)} models", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("name (= alias)", "family", "params M", "size", "GFLOPs", "weights", "CPU"):
+        table.add_column(col, no_wrap=True)
+    cells = []
+    for r in listed:
+        name = "\n".join([r["name"], *(f"  = {a['name']}" for a in r["aliases"])])
+        num = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+        weights = ",".join({"backbone": "imagenet", "default": "coco"}[w] for w in r["weights"] if w != "none") or "-"
+        cells.append([name, r["family"], num(r["params_m"]), str(r["imgsz"]), num(r["gflops"]), weights, "yes" if r["cpu_friendly"] else ""])
+        table.add_row(*cells[-1])
+    # Never cut a name: print as wide as the table needs (a narrow terminal wraps the line, it does not crop it).
+    heads = [str(c.header) for c in table.columns]
+    width = sum(max(len(line) for cell in [h, *(row[i] for row in cells)] for line in cell.split("\n")) + 2 for i, h in enumerate(heads))
+    Console(width=max(out.width, width + 2 * len(heads) + 2)).print(table)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -68,7 +68,8 @@ class SplitParams(_Section):
 
 class ModelParams(_Section):
     name: str = "fasterrcnn_tiny"
-    weights: str = Field("none", description="'none', 'default' (torchvision's), or a path to a .pt file")
+    weights: str = Field("none", description="'none', 'backbone' (ImageNet), 'default' (torchvision's COCO), 'auto' (pretrained if cached), or a .pt path")
+    trainable_layers: int | None = Field(None, ge=0, le=5, description="backbone stages that train from pretrained weights (null: 3, as torchvision)")
 
 
 class AugmentParams(_Section):

@@ -89,7 +89,7 @@ def _train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, 
         params.batch * info.world * params.accumulate, params.batch, info.world, params.accumulate, params.lr, params.optimizer, params.schedule, steps_per_epoch,
     )  # fmt: skip
 
-    bare = build_model(model_params.name, num_classes=len(names) + 1, weights=model_params.weights, imgsz=params.imgsz).to(device)
+    bare = build_model(model_params.name, num_classes=len(names) + 1, weights=model_params.weights, imgsz=params.imgsz, trainable_layers=model_params.trainable_layers).to(device)
     apply_speed_params(bare, params.roi_batch, params.rpn_batch, params.rpn_post_nms, params.channels_last, params.threaded_roi_align)
     if info.enabled:
         torch.manual_seed(params.seed + info.rank)  # other RoI samples per process; DDP copies rank 0's weights
@@ -170,7 +170,7 @@ def _train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, 
             break
     if not info.main:
         return {}
-    return _finish(st["rows"], st.get("best_epoch"), params, data, model_params, names, device, reports, out, time.perf_counter() - started)
+    return _finish(st["rows"], st.get("best_epoch"), params, data, model_params, names, device, reports, out, time.perf_counter() - started, getattr(bare, "weights_info", None))
 
 
 def _validate(model, valid_set, valid_loader, valid_table, names, device, dtype, with_loss: bool) -> dict[str, float]:
@@ -195,7 +195,7 @@ def _restore(ckpt: dict[str, Any], model, optimizer, scheduler, scaler, ema, st:
     return state
 
 
-def _finish(rows, best_epoch: int | None, params: TrainParams, data: DatasetConfig, model_params: ModelParams, names, device, reports: Path, out: Path, seconds: float) -> dict[str, Any]:
+def _finish(rows, best_epoch: int | None, params: TrainParams, data: DatasetConfig, model_params: ModelParams, names, device, reports: Path, out: Path, seconds: float, weights_info: Any = None) -> dict[str, Any]:
     import pandas as pd
 
     history = pd.DataFrame(rows)
@@ -213,6 +213,7 @@ def _finish(rows, best_epoch: int | None, params: TrainParams, data: DatasetConf
         "train_seconds": round(seconds, 1),
         "images_per_s": round(float(history["images_per_s"].mean()), 2),
         "device": str(device),
+        "weights": weights_info,  # what model.weights (e.g. auto) resolved to, tensors loaded
     }
     for split in ("valid", "test"):
         path = getattr(data, split, None)

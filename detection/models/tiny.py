@@ -42,12 +42,10 @@ class TinyBody(nn.Module):
 
 
 def _load_state(model: nn.Module, weights: str) -> nn.Module:
-    if weights in ("none", "", None):
-        return model
-    from detection.models.weights import load_state_dict_file
+    from detection.models.weights import load_weights_file, tag
 
-    model.load_state_dict(load_state_dict_file(weights))
-    return model
+    report = None if weights in ("none", "", None) else load_weights_file(model, weights)
+    return tag(model, weights, weights, report, "BatchNorm2d", None)
 
 
 @register(
@@ -55,10 +53,13 @@ def _load_state(model: nn.Module, weights: str) -> nn.Module:
     family="faster_rcnn",
     description="Faster R-CNN on a small from-scratch CNN (stride 8, 64 ch), for CPU smoke runs and the sample",
     cpu_friendly=True,
+    imgsz=320,
 )
-def fasterrcnn_tiny(num_classes: int, weights: str = "none", imgsz: int = 320) -> nn.Module:
-    if weights == "default":
-        raise DetectionError("fasterrcnn_tiny has no pretrained weights", hint="use weights: none, or a .pt file")
+def fasterrcnn_tiny(num_classes: int, weights: str = "none", imgsz: int = 320, trainable_layers: int | None = None) -> nn.Module:
+    if weights == "auto":
+        weights = "none"
+    if weights in ("default", "backbone"):
+        raise DetectionError(f"fasterrcnn_tiny has no pretrained weights (model.weights: {weights})", hint="use weights: none, auto, or a .pt file")
     body = TinyBody(64)
     model = FasterRCNN(
         body,
