@@ -77,6 +77,12 @@ class Augmenter:
     def bind_source(self, source: Callable[[int], Sample], size: int) -> None:
         self.source, self.size = source, size
 
+    def set_random_seed(self, seed: int) -> None:
+        """Re-seed albumentations and the mosaic draws (the training sampler does this per sample, so that
+        a sample's augmentation depends only on (seed, epoch, index): exact resume, any worker count)."""
+        self.compose.set_random_seed(seed)
+        self.rng = np.random.default_rng(seed)
+
     def __call__(self, image: np.ndarray, bboxes: Any, labels: Any) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         if self.params.mosaic > 0 and self.source is not None and self.size:

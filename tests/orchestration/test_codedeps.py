@@ -73,7 +73,7 @@ def test_rewrite_adds_deps_to_a_stage_and_drops_stale_ones() -> None:
 
 
 def test_changing_coco_py_makes_evaluate_stale(tiny_project: Path, cli_env: dict[str, str]) -> None:
-    """DVC itself sees it: after fetch/convert/split, editing coco.py leaves convert out of date (and
+    """DVC itself sees it: after fetch/convert/split, editing formats/coco.py leaves convert out of date (and
     evaluate would be, once run); editing models/ touches neither fetch nor split."""
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run([*dvc, "repro", "split"], cwd=tiny_project, env=cli_env, check=True, capture_output=True, timeout=600)
@@ -81,7 +81,7 @@ def test_changing_coco_py_makes_evaluate_stale(tiny_project: Path, cli_env: dict
         fh.write("\n# a change\n")
     status = subprocess.run([*dvc, "status", "fetch", "convert", "split"], cwd=tiny_project, env=cli_env, capture_output=True, text=True, timeout=120)
     assert "up to date" in status.stdout, status.stdout
-    with (tiny_project / "detection/data/coco.py").open("a", encoding="utf-8") as fh:
+    with (tiny_project / "detection/data/formats/coco.py").open("a", encoding="utf-8") as fh:
         fh.write("\n# a change\n")
     status = subprocess.run([*dvc, "status", "convert"], cwd=tiny_project, env=cli_env, capture_output=True, text=True, timeout=120)
-    assert "modified:           detection/data/coco.py" in status.stdout, status.stdout
+    assert "modified:           detection/data/formats/coco.py" in status.stdout, status.stdout
