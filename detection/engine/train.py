@@ -40,6 +40,8 @@ from detection.viz.plots import plot_training_history
 
 log = logging.getLogger(__name__)
 
+WALL_CLOCK = ("seconds", "images_per_s")  # history columns that differ run to run: kept out of best.pt
+
 
 def _improved(value: float, best: float | None, monitor: str, min_delta: float) -> bool:
     if best is None:
@@ -156,7 +158,8 @@ def _train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, 
         st["iteration"], st["sums"] = 0, {}
         if info.main:
             if improved:
-                save_checkpoint(out / "best.pt", judged, epoch=epoch, metrics={k: v for k, v in row.items() if isinstance(v, float)}, **ckpt_kwargs)
+                scores = {k: v for k, v in row.items() if isinstance(v, float) and k not in WALL_CLOCK}  # same run, same bytes
+                save_checkpoint(out / "best.pt", judged, epoch=epoch, metrics=scores, **ckpt_kwargs)
             save_last(epoch + 1, 0, {})
             write_history(st["rows"], reports, live_dir)
         log.info(
