@@ -32,7 +32,8 @@ class DetectionDataset(Dataset):
         self.root = Path(root)
         self.ids = label_ids(class_names)
         self.images = images(table)
-        self.groups = boxes_of(table)
+        # COCO crowd regions are not objects to learn (evaluation ignores them too): no training target.
+        self.groups = {name: g[g["iscrowd"].fillna(0).astype(int) != 1] if "iscrowd" in g else g for name, g in boxes_of(table).items()}
         self.transform = transform
         if hasattr(transform, "bind"):  # mosaic draws its other images from this dataset
             transform.bind(self)
