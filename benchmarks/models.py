@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from detection.io import write_json
 from detection.models import available, build_model, get_spec
-from detection.models.catalog import STATS, load_stats
+from detection.models.catalog import STATS, load_stats, model_size
 
 NUM_CLASSES = 6
 
@@ -73,11 +72,9 @@ def measure(name: str, repeats: int) -> dict[str, Any]:
     model = build_model(name, num_classes=NUM_CLASSES, weights="none", imgsz=spec.imgsz).eval()
     build_s = time.perf_counter() - t0
     row: dict[str, Any] = {"name": name, "family": spec.family, "cpu_friendly": spec.cpu_friendly, "imgsz": spec.imgsz}
-    row["params_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+    params, flops = model_size(model, _image(spec.imgsz))
+    row["params_m"], row["gflops"] = round(params / 1e6, 2), round(flops / 1e9, 2)
     with torch.no_grad():
-        with FlopCounterMode(display=False) as counter:
-            model([_image(spec.imgsz)])
-        row["gflops"] = round(counter.get_total_flops() / 1e9, 2)
         for size in (320, 640):
             _resize(model, size)
             image = _image(size)

@@ -1,7 +1,7 @@
 """The sweep's table and Pareto plot (no Prefect, no DVC: plain functions over the experiments' files).
 
 One row per model: mAP and mAP@0.5 (``reports/metrics.json``), parameters and GFLOPs (computed here
-with torch: the sum of ``numel`` over the parameters, and ``torch.utils.flop_counter.FlopCounterMode``
+with ``detection.models.catalog.model_size`` (as `detection models`): the sum of ``numel`` over the parameters and ``torch.utils.flop_counter.FlopCounterMode``
 over one forward pass in eval mode on one ``imgsz`` x ``imgsz`` image; a multiply-add counts as 2
 FLOPs), train images/s (``reports/train/summary.json``) and CPU FPS (``reports/video/metrics.json``,
 ``fps_model``: frames per second spent in the predictor, pre/post-processing included).
@@ -39,15 +39,13 @@ _THROUGHPUT_KEYS = ("train_images_per_s", "images_per_s", "images_per_second", "
 def model_stats(name: str, num_classes: int, imgsz: int) -> dict[str, float]:
     """Parameters (millions) and GFLOPs of one forward pass on one ``imgsz`` x ``imgsz`` image."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from detection.models import build_model
+    from detection.models.catalog import model_size
 
-    model = build_model(name, num_classes=num_classes, weights="none", imgsz=imgsz).eval()
-    params = sum(p.numel() for p in model.parameters())
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model([torch.rand(3, imgsz, imgsz)])
-    return {"params_m": round(params / 1e6, 3), "gflops": round(counter.get_total_flops() / 1e9, 3)}
+    model = build_model(name, num_classes=num_classes, weights="none", imgsz=imgsz)
+    params, flops = model_size(model, torch.rand(3, imgsz, imgsz))
+    return {"params_m": round(params / 1e6, 3), "gflops": round(flops / 1e9, 3)}
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -16,6 +16,21 @@ from detection.models.registry import alias_note, available
 STATS = Path(__file__).with_name("stats.json")
 
 
+def model_size(model: Any, image: Any) -> tuple[int, int]:
+    """``(parameters, FLOPs)`` of ``model``: the parameter count and the FLOPs of one eval forward pass
+    on ``image`` (a CHW tensor; ``torch.utils.flop_counter``, 2 FLOPs per multiply-add). The one place
+    both the `detection models` figures (benchmarks.models) and the sweep table measure size."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model([image])
+    model.train(was_training)
+    return sum(p.numel() for p in model.parameters()), int(counter.get_total_flops())
+
+
 def load_stats() -> dict[str, dict[str, Any]]:
     return json.loads(STATS.read_text()) if STATS.is_file() else {}
 
