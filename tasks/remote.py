@@ -20,7 +20,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.stages import _logger, metrics_files, run_dvc
+from tasks.stages import _cell, _logger, metrics_files, run_dvc
 
 # flow parameter -> params.yaml keys it sets
 PARAMETER_KEYS: dict[str, tuple[str, ...]] = {
@@ -117,7 +117,7 @@ def run_markdown(project_dir: str, pushed: bool) -> str:
             continue
         for key, value in values.items():
             if isinstance(value, (int, float, str, bool)) and key not in ("source", "weights", "onnx"):
-                lines.append(f"| {stage} | {key} | {value:.4g} |" if isinstance(value, float) else f"| {stage} | {key} | {value} |")
+                lines.append(f"| {stage} | {key} | {_cell(value)} |")
     url = remote_url(project_dir)
     lines += ["", "## Model", "", f"DVC remote: `{url}`" + ("" if pushed else " (not pushed by this run)"), "",
               "| file | md5 | in the remote |", "|---|---|---|"]  # fmt: skip

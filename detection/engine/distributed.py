@@ -99,8 +99,3 @@ def wrap(model: nn.Module, info: Dist, device: torch.device, sync_bn: bool = Fal
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model (no ``module.`` prefix in its state dict)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model

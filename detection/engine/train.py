@@ -25,7 +25,7 @@ from detection.config import DatasetConfig, ModelParams, TrainParams
 from detection.data.table import read_table, summary
 from detection.engine import distributed
 from detection.engine.checkpoint import load_checkpoint, save_checkpoint
-from detection.engine.data import DetectionDataset, check_images_exist, collate, train_augmentation
+from detection.engine.data import DetectionDataset, check_images_exist, collate, make_loader, train_augmentation
 from detection.engine.ema import ModelEMA
 from detection.engine.evaluate import coco_metrics, run_inference, split_reports
 from detection.engine.logger import write_history
@@ -81,7 +81,7 @@ def _train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, 
         SeededSamples(train_set), batch_sampler=sampler, num_workers=params.workers, collate_fn=collate,
         generator=torch.Generator().manual_seed(params.seed), persistent_workers=params.workers > 0,
     )  # fmt: skip
-    valid_loader = DataLoader(valid_set, batch_size=params.batch, shuffle=False, collate_fn=collate)
+    valid_loader = make_loader(valid_set, params.batch, shuffle=False, workers=0, seed=params.seed)
     batches = sampler.batches_per_epoch()
     steps_per_epoch = math.ceil(batches / params.accumulate)
     log.info("train: %s, %d train / %d valid images, %d classes, device %s", model_params.name, len(train_set), len(valid_set), len(names), device)

@@ -190,7 +190,8 @@ def export_onnx(
                 f"onnxruntime {ort.__version__} cannot run {weights} exported at opset {opset}: {exc.message}",
                 hint="opsets 11 to 21 are known to work; the default is 17",
             ) from None
-        rows = check_parity(torch_pred, onnx_pred, images, box_atol, score_atol, score_floor=score_floor(model), cap=detection_cap(model))
+        floor, cap = score_floor(model), detection_cap(model)
+        rows = check_parity(torch_pred, onnx_pred, images, box_atol, score_atol, score_floor=floor, cap=cap)
         result = {
             "ok": all(r["ok"] for r in rows),
             "onnx": str(out),
@@ -212,8 +213,8 @@ def export_onnx(
             "box_atol_px": box_atol,
             "score_atol": score_atol,
             "matching": "per label, linear_sum_assignment on 1 - IoU (IoU >= 0.5); unmatched ties at the detection cap or the score threshold tolerated",
-            "score_floor": score_floor(model),
-            "detection_cap": detection_cap(model),
+            "score_floor": floor,
+            "detection_cap": cap,
             "matched": sum(r["matched"] for r in rows),
             "unmatched_torch": sum(r["unmatched_torch"] for r in rows),
             "unmatched_onnx": sum(r["unmatched_onnx"] for r in rows),

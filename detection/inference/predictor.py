@@ -179,14 +179,14 @@ def cpu_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def onnx_session_options(threads: int | None = None) -> Any:
+def onnx_session_options() -> Any:
     """onnxruntime settings for a small CPU: intra-op threads = the cores we may use (not the
     machine's), one inter-op thread, sequential execution (a detector's graph is a chain; the
     parallel executor only adds thread hand-offs), all graph optimisations."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or cpu_cores()
+    opts.intra_op_num_threads = cpu_cores()
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -13,9 +13,6 @@ The size rule is the project's (longest side = ``imgsz``, see ``detection.infere
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 from pathlib import Path
 
 from detection.errors import DetectionError
@@ -38,30 +35,18 @@ def coco_weights_file(name: str) -> tuple[Path, str]:
 
 def coco_predictor(name: str, imgsz: int = DEFAULT_IMGSZ, device: str = "cpu") -> Predictor:
     """torchvision's COCO-trained ``name`` (eval mode) as a predictor with COCO's class names."""
-    import torch
     from torchvision.models import get_model, get_model_weights
 
     from detection.engine.device import resolve_device
     from detection.models import get_spec
 
+    from detection.models.weights import hub_state_dict
+
     path, url = coco_weights_file(name)
     weights = get_model_weights(name).DEFAULT
-    if not path.is_file():
-        if os.environ.get("DETECTION_OFFLINE") == "1":
-            raise DetectionError(f"COCO weights for {name} not found: {path}", hint=f"DETECTION_OFFLINE=1: download {url} on a machine with network and save it as {path} (the folder is $TORCH_HOME/hub/checkpoints)")
-        try:  # torch.hub prints "Downloading: ..." on stderr: keep the one error line clean
-            with contextlib.redirect_stderr(io.StringIO()):
-                torch.hub.load_state_dict_from_url(url, model_dir=str(path.parent), progress=False, check_hash=False)
-        except Exception as exc:  # noqa: BLE001 - URLError, OSError, HTTPError...
-            raise DetectionError(
-                f"COCO weights for {name} not found: {path}",
-                hint=f"offline: download {url} on a machine with network and save it as {path} (the folder is $TORCH_HOME/hub/checkpoints); download failed: {getattr(exc, 'reason', exc)}",
-            ) from None
+    state = hub_state_dict(url, f"{name} COCO")  # cache, else download, else one line naming the file
     size = {} if get_spec(name).family == "ssd" else {"min_size": imgsz, "max_size": imgsz}
     model = get_model(name, weights=None, weights_backbone=None, num_classes=len(weights.meta["categories"]), **size)
-    from detection.models.weights import safe_load
-
-    state = safe_load(path, "COCO weights file", f"download {url} and save it as {path}")
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError) as exc:

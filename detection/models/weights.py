@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import urllib.error
 from collections import Counter
 from dataclasses import dataclass, field
@@ -59,9 +60,15 @@ def is_cached(url: str) -> bool:
 def hub_state_dict(url: str, what: str) -> dict[str, torch.Tensor]:
     """The state dict of torchvision's weights file ``url``: from the hub cache, else downloaded.
 
-    Offline, one line names the exact file and ``$TORCH_HOME/hub/checkpoints``.
+    Offline, one line names the exact file and ``$TORCH_HOME/hub/checkpoints``; with
+    ``DETECTION_OFFLINE=1`` no download is tried (no wait for a network that is not there).
     """
     target = hub_checkpoint_path(url)
+    if not target.is_file() and os.environ.get("DETECTION_OFFLINE") == "1":
+        raise DetectionError(
+            f"{what} weights file {target} is missing (DETECTION_OFFLINE=1: no download tried)",
+            hint=f"download {url} on a machine with network and put it there ($TORCH_HOME/hub/checkpoints = {target.parent})",
+        )
     if not target.is_file():
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -76,11 +83,6 @@ def hub_state_dict(url: str, what: str) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise DetectionError(f"{target}: expected a state dict, found {type(state).__name__}", hint="delete it and download it again")
     return state
-
-
-def torchvision_state_dict(weights_enum: Any) -> dict[str, Any]:
-    """The state dict of a torchvision weights enum (``ResNet50_Weights.IMAGENET1K_V1``...)."""
-    return hub_state_dict(weights_enum.url, str(weights_enum))
 
 
 def _counted(key: str, value: Any) -> bool:

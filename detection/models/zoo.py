@@ -96,7 +96,7 @@ def _build(name: str, family: str, imgsz_default: int, num_classes: int, weights
         if loaded < 0.5 * _own_tensors(part) and loaded < 0.5 * total:
             raise DetectionError(f"{name}: only {loaded} tensors of {enum} ({total}) loaded into the model", hint="report this as a bug; use weights: none meanwhile")
         if weights == "default":
-            model = _replace_head(_boxes_only(model), family, num_classes)
+            model = _replace_head(model, family, num_classes)  # box-only below, as every path
         norm = "FrozenBatchNorm2d" if "_v2" not in name else "BatchNorm2d (torchvision's v2 recipe)"
         trainable_layers = trainable_layers if trainable_layers is not None else 3
     else:
