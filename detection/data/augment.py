@@ -30,10 +30,8 @@ Sample = tuple[np.ndarray, np.ndarray, np.ndarray]  # RGB image, boxes (N, 4), l
 
 
 def transforms(p: AugmentParams, hflip: float = 0.0, imgsz: int = 640) -> list[A.BasicTransform]:
-    """The albumentations transforms of ``p`` (those with probability 0 left out), mosaic first."""
+    """The albumentations transforms of ``p`` after mosaic (those with probability 0 left out)."""
     t: list[A.BasicTransform] = []
-    if p.mosaic > 0:
-        t.append(A.Mosaic(grid_yx=(2, 2), target_size=(imgsz, imgsz), cell_shape=(imgsz, imgsz), fit_mode="contain", p=p.mosaic))
     if p.crop > 0:
         t.append(A.RandomResizedCrop(size=(imgsz, imgsz), scale=p.crop_scale, p=p.crop))
     t.append(A.HorizontalFlip(p=hflip))  # always (even p=0): keeps the random sequence of earlier releases
@@ -58,12 +56,12 @@ class Augmenter:
 
     def __init__(self, p: AugmentParams, hflip: float = 0.0, seed: int = 0, imgsz: int = 640) -> None:
         self.params = p
-        self.compose = A.Compose(
-            transforms(p, hflip, imgsz),
-            bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_area=p.min_area,
-                                     min_visibility=p.min_visibility, clip=True),  # fmt: skip
-            seed=seed,
-        )
+        bbox = A.BboxParams(format="pascal_voc", label_fields=["labels"], min_area=p.min_area, min_visibility=p.min_visibility, clip=True)
+        self.compose = A.Compose(transforms(p, hflip, imgsz), bbox_params=bbox, seed=seed)
+        # mosaic in a pipeline of its own, applied when the augmenter's coin says so: the three partner
+        # images are decoded only for the samples that become mosaics
+        mosaic = A.Mosaic(grid_yx=(2, 2), target_size=(imgsz, imgsz), cell_shape=(imgsz, imgsz), fit_mode="contain", p=1.0)
+        self.mosaic = A.Compose([mosaic], bbox_params=bbox, seed=seed)
         self.rng = np.random.default_rng(seed)
         self.size = 0
         self.source: Callable[[int], Sample] | None = None
@@ -81,14 +79,16 @@ class Augmenter:
         """Re-seed albumentations and the mosaic draws (the training sampler does this per sample, so that
         a sample's augmentation depends only on (seed, epoch, index): exact resume, any worker count)."""
         self.compose.set_random_seed(seed)
+        self.mosaic.set_random_seed(seed)
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, image: np.ndarray, bboxes: Any, labels: Any) -> dict[str, Any]:
-        extra: dict[str, Any] = {}
-        if self.params.mosaic > 0 and self.source is not None and self.size:
+        if self.params.mosaic > 0 and self.source is not None and self.size and self.rng.random() < self.params.mosaic:
             others = [self.source(int(i)) for i in self.rng.integers(0, self.size, 3)]
-            extra["mosaic_metadata"] = [{"image": img, "bboxes": b, "labels": lab} for img, b, lab in others]
-        return self.compose(image=image, bboxes=bboxes, labels=labels, **extra)
+            meta = [{"image": img, "bboxes": b, "labels": lab} for img, b, lab in others]
+            out = self.mosaic(image=image, bboxes=bboxes, labels=labels, mosaic_metadata=meta)
+            image, bboxes, labels = out["image"], out["bboxes"], out["labels"]
+        return self.compose(image=image, bboxes=bboxes, labels=labels)
 
 
 def _dataset_sample(dataset: Any, i: int) -> Sample:
@@ -107,7 +107,8 @@ def preview(
     *, count: int = 9, seed: int = 0, imgsz: int = 640, hflip: float = 0.0,
 ) -> Path:  # fmt: skip
     """Write a PNG grid of ``count`` augmented samples of ``annotations`` (boxes drawn); return its path."""
-    from detection.viz.dataset import draw_boxes, tile, write_png
+    from detection.viz.dataset import tile
+    from detection.viz.draw import draw_detections, write_image
 
     table = read_table(annotations)
     names, groups, ids = list(images(table)["image"]), boxes_of(table), label_ids(class_names)
@@ -124,8 +125,8 @@ def preview(
     for i in rng.integers(0, len(names), count):
         img, boxes, labels = sample(int(i))
         out = aug(image=img, bboxes=boxes, labels=labels)
-        drawn = draw_boxes(cv2.cvtColor(out["image"], cv2.COLOR_RGB2BGR), np.asarray(out["bboxes"]).reshape(-1, 4), [id_names[int(v)] for v in out["labels"]])
+        drawn = draw_detections(cv2.cvtColor(out["image"], cv2.COLOR_RGB2BGR), np.asarray(out["bboxes"]).reshape(-1, 4), [id_names[int(v)] for v in out["labels"]], None)
         tiles.append(drawn)
-    path = write_png(tile(tiles), Path(out_file))
+    path = write_image(Path(out_file), tile(tiles))
     log.info("wrote %d augmented samples -> %s", count, path)
     return path

@@ -32,7 +32,7 @@ from detection.engine.data import DetectionDataset, check_images_exist, make_loa
 from detection.engine.device import resolve_device
 from detection.engine.metrics import confusion_matrix, counts_at, match, threshold_curves
 from detection.io import atomic_path, write_json
-from detection.viz.draw import draw_detections
+from detection.viz.draw import draw_detections, write_image
 from detection.viz.plots import plot_confusion_matrix, plot_per_class_ap, plot_pr_curves, plot_threshold_curves
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,10 @@ def _draw_samples(dataset: DetectionDataset, table: pd.DataFrame, detections: li
         keep = det["scores"] >= threshold
         bgr = cv2.cvtColor(dataset.read(name), cv2.COLOR_RGB2BGR)
         g = groups[name]
-        truth = draw_detections(bgr.copy(), g[BOX_COLUMNS].to_numpy(np.float32).reshape(-1, 4), list(g["label"]), np.ones(len(g)))
+        truth = draw_detections(bgr, g[BOX_COLUMNS].to_numpy(np.float32).reshape(-1, 4), list(g["label"]), None)
         drawn = draw_detections(bgr, det["boxes"][keep], [names[i - 1] for i in det["labels"][keep]], det["scores"][keep])
         gap = np.full((bgr.shape[0], 6, 3), 255, np.uint8)
-        cv2.imwrite(str(out / (Path(name).stem + ".jpg")), np.hstack([truth, gap, drawn]))
+        write_image(out / (Path(name).stem + ".jpg"), np.hstack([truth, gap, drawn]))
 
 
 def _csv(df: pd.DataFrame, path: Path) -> None:

@@ -38,7 +38,7 @@ from detection.inference.size import size_rule
 from detection.inference.sources import item_name, list_sources, read_source
 from detection.inference.stream import pipeline
 from detection.io import atomic_path, write_json
-from detection.viz.draw import draw_detections
+from detection.viz.draw import draw_detections, write_image
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,6 @@ def output_names(images: list[Path | str], shown: list[str] | None = None) -> li
     names = [f if Path(f).suffix.lower() in _KEEP_SUFFIXES else Path(f).stem + ".png" for f in flat]
     counts = Counter(names)
     return [n if counts[n] == 1 else f + ".png" for n, f in zip(names, flat, strict=True)]
-
-
-def write_image(path: Path, image_bgr: Any) -> None:
-    """Write an image atomically; a DetectionError naming the file if OpenCV cannot."""
-    with atomic_path(path) as tmp:  # tmp keeps the name, so OpenCV picks the format from the suffix
-        ok, data = cv2.imencode(path.suffix, image_bgr)
-        if not ok:
-            raise DetectionError(f"cannot write image {display_path(path)}", hint="check the output suffix")
-        tmp.write_bytes(data.tobytes())  # bytes: no cv2 call on a path that may not be UTF-8
 
 
 def keep_classes(det: Detections, ids: np.ndarray | None) -> Detections:

@@ -12,8 +12,7 @@ import pandas as pd
 from detection.data.images import decode_image
 from detection.data.table import has_box, images
 from detection.errors import DetectionError
-from detection.io import atomic_path
-from detection.viz.draw import class_color
+from detection.viz.draw import draw_detections, write_image
 from detection.viz.plots import _save, plt
 
 
@@ -58,21 +57,8 @@ def dataset_plots(df: pd.DataFrame, image_root: Path | None, out_dir: Path, samp
     if image_root is not None and samples:
         grid = sample_grid(df, Path(image_root), samples)
         if grid is not None:
-            written["samples"] = str(write_png(grid, out_dir / "samples.png"))
+            written["samples"] = str(write_image(out_dir / "samples.png", grid))
     return written
-
-
-def draw_boxes(image_bgr: np.ndarray, boxes: np.ndarray, labels: list[str]) -> np.ndarray:
-    """A copy of ``image_bgr`` with each box and its class name drawn (ground truth: no score)."""
-    out = np.ascontiguousarray(image_bgr.copy())
-    side = min(out.shape[:2])
-    thick, scale = max(1, round(side / 250)), float(np.clip(side / 700, 0.3, 1.0))
-    for box, label in zip(boxes, labels, strict=True):
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        color = class_color(str(label))
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thick)
-        cv2.putText(out, str(label), (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, scale, color, max(1, thick - 1), cv2.LINE_AA)
-    return out
 
 
 def tile(tiles: list[np.ndarray], cell: int = 320) -> np.ndarray:
@@ -99,14 +85,6 @@ def sample_grid(df: pd.DataFrame, image_root: Path, count: int) -> np.ndarray | 
         except DetectionError:
             continue
         rows = df[(df["image"] == name) & has_box(df)]
-        tiles.append(draw_boxes(img, rows[["xmin", "ymin", "xmax", "ymax"]].to_numpy(), list(rows["label"])))
+        tiles.append(draw_detections(img, rows[["xmin", "ymin", "xmax", "ymax"]].to_numpy(), list(rows["label"]), None))
     return tile(tiles) if tiles else None
 
-
-def write_png(image_bgr: np.ndarray, path: Path) -> Path:
-    ok, data = cv2.imencode(".png", image_bgr)
-    if not ok:
-        raise DetectionError(f"cannot encode {path} as PNG")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data.tobytes())
-    return Path(path)

@@ -1,4 +1,5 @@
-"""Draw detections on an image: one box and a ``"name 0.87"`` caption per detection.
+"""Draw detections on an image: one box and a ``"name 0.87"`` caption per detection (``"name"`` for ground
+truth); ``write_image`` writes the result atomically.
 
 Written for OpenCV 5, which is stricter than 4.x: its drawing functions accept only 8-bit images
 (``putText`` on a float image fails an assertion), Python ``int`` coordinates (floats are rejected)
@@ -12,9 +13,14 @@ from __future__ import annotations
 import colorsys
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
+
+from detection.data.images import display_path
+from detection.errors import DetectionError
+from detection.io import atomic_path
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -57,18 +63,19 @@ def draw_detections(
     image_bgr: np.ndarray,
     boxes: np.ndarray | Sequence[Sequence[float]],
     labels: Sequence[str],
-    scores: np.ndarray | Sequence[float],
+    scores: np.ndarray | Sequence[float] | None,
     track_ids: np.ndarray | Sequence[int] | None = None,
 ) -> np.ndarray:
     """Return a copy of ``image_bgr`` with each box ``(x1, y1, x2, y2)`` in pixels and its caption.
 
-    ``labels`` are class names; the colour of a box follows its name, or its track id when
+    ``labels`` are class names; ``scores`` None draws ground truth (captions without a score); the colour of a box follows its name, or its track id when
     ``track_ids`` are given (captions ``"#7 person 0.91"``; an id < 0 means untracked). Line width and font size
     follow the image size, so captions stay legible on a 160x96 image and on a 4K frame.
     """
     out = _as_bgr_uint8(image_bgr)
     boxes_arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scores_arr = np.asarray(scores, dtype=np.float64).reshape(-1)
+    truth = scores is None
+    scores_arr = np.ones(len(boxes_arr)) if truth else np.asarray(scores, dtype=np.float64).reshape(-1)
     if not len(boxes_arr) == len(labels) == len(scores_arr):
         raise ValueError(f"boxes ({len(boxes_arr)}), labels ({len(labels)}) and scores ({len(scores_arr)}) differ in length")
     ids = None if track_ids is None else np.asarray(track_ids, dtype=np.int64).reshape(-1)
@@ -89,7 +96,8 @@ def draw_detections(
         tracked = ids is not None and ids[i] >= 0
         color = class_color(f"track {ids[i]}" if tracked else str(labels[i]))
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness, cv2.LINE_8)  # axis-aligned: no anti-aliasing needed
-        text = f"#{ids[i]} {labels[i]} {scores_arr[i]:.2f}" if tracked else f"{labels[i]} {scores_arr[i]:.2f}"
+        text = f"{labels[i]}" if truth else f"{labels[i]} {scores_arr[i]:.2f}"
+        text = f"#{ids[i]} {text}" if tracked else text
         _caption(out, text, x1, y1, y2, color, font_scale, font_thick)
     return out
 
@@ -105,3 +113,17 @@ def _caption(img: np.ndarray, text: str, x1: int, y1: int, y2: int, color: Color
     left = int(np.clip(x1, 0, max(0, w - tw - 2 * pad)))
     cv2.rectangle(img, (left, top), (left + tw + 2 * pad, top + box_h), color, -1)
     cv2.putText(img, text, (left + pad, top + pad + th), FONT, scale, _text_color(color), thick, cv2.LINE_AA)
+
+
+def write_image(path: Path, image_bgr: np.ndarray) -> Path:
+    """Write an image atomically (format from the suffix); a DetectionError naming the file if OpenCV cannot."""
+    path = Path(path)
+    try:
+        ok, data = cv2.imencode(path.suffix, image_bgr)
+    except cv2.error:  # OpenCV 5 raises on an unknown suffix
+        ok = False
+    if not ok:
+        raise DetectionError(f"cannot write image {display_path(path)}", hint="check the output suffix (.jpg, .png)")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.tobytes())  # bytes: no cv2 call on a path that may not be UTF-8
+    return path

@@ -32,6 +32,21 @@ def test_mosaic_combines_four_images_and_keeps_boxes_inside() -> None:
     assert len(seen) >= 2  # pixels of several source images in the mosaics
 
 
+def test_mosaic_partners_are_decoded_only_for_the_samples_that_become_mosaics() -> None:
+    calls: list[int] = []
+
+    def counting(i: int):
+        calls.append(i)
+        return _source(i)
+
+    aug = build_augmentation(AugmentParams(mosaic=0.5, affine=0, color=0, hsv=0), seed=2, imgsz=160)
+    aug.bind_source(counting, 3)
+    img, boxes, labels = _source(0)
+    shapes = [aug(image=img, bboxes=boxes, labels=labels)["image"].shape for _ in range(40)]
+    mosaics = sum(s == (160, 160, 3) for s in shapes)  # a mosaic is imgsz square; the source is 96x128
+    assert 5 < mosaics < 35 and len(calls) == 3 * mosaics
+
+
 def test_small_boxes_are_dropped_and_empty_images_pass() -> None:
     aug = build_augmentation(AugmentParams(affine=0, color=0, hsv=0, min_area=1000), seed=0)
     img = np.zeros((96, 128, 3), np.uint8)

@@ -68,3 +68,21 @@ def test_track_ids_colour_and_caption_by_track() -> None:
     assert tuple(int(c) for c in untracked[40, 5]) == class_color("car")
     with pytest.raises(ValueError, match="track_ids"):
         draw_detections(_image(), boxes, ["car", "car"], [0.9, 0.8], track_ids=[1])
+
+
+def test_ground_truth_captions_carry_no_score_and_write_image_round_trips(tmp_path) -> None:
+    import cv2
+
+    from detection.errors import DetectionError
+    from detection.viz.draw import write_image
+
+    img, box = _image(), np.array([[20, 30, 80, 90]], np.float32)
+    truth = draw_detections(img, box, ["stop"], None)
+    scored = draw_detections(img, box, ["stop"], [0.87])
+    caption = (slice(0, 30), slice(20, 160))
+    assert (truth[caption] != 90).sum() < (scored[caption] != 90).sum()  # "stop" is shorter than "stop 0.87"
+    assert tuple(int(c) for c in truth[60, 20]) == class_color("stop")
+    path = write_image(tmp_path / "gt.png", truth)
+    assert np.array_equal(cv2.imread(str(path)), truth) and not list(tmp_path.glob("*.tmp*"))
+    with pytest.raises(DetectionError, match="cannot write image"):
+        write_image(tmp_path / "gt.unknown", truth)
