@@ -21,16 +21,32 @@ class ModelEMA:
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.decay, self.tau, self.updates = decay, tau, 0
+        self._source: nn.Module | None = None
+        self._floats: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        self._others: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+
+    def _pair(self, model: nn.Module) -> None:
+        """Pair the EMA's tensors with ``model``'s once (state-dict views share the tensors' storage, and
+        optimizers and ``load_state_dict`` update in place), not two state dicts per optimizer step."""
+        floats: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        others: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        for ema_v, v in zip(self.module.state_dict().values(), model.state_dict().values(), strict=True):
+            group = floats if ema_v.dtype.is_floating_point else others
+            group[0].append(ema_v)
+            group[1].append(v)
+        self._source, self._floats, self._others = model, floats, others
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        if model is not self._source:
+            self._pair(model)
         self.updates += 1
         d = self.decay * (1 - math.exp(-self.updates / self.tau))
-        for ema_v, v in zip(self.module.state_dict().values(), model.state_dict().values(), strict=True):
-            if ema_v.dtype.is_floating_point:
-                ema_v.mul_(d).add_(v.detach(), alpha=1 - d)
-            else:
-                ema_v.copy_(v)
+        if self._floats[0]:
+            torch._foreach_mul_(self._floats[0], d)
+            torch._foreach_add_(self._floats[0], self._floats[1], alpha=1 - d)
+        for ema_v, v in zip(*self._others, strict=True):
+            ema_v.copy_(v)
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.module.state_dict(), "updates": self.updates}

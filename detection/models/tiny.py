@@ -41,11 +41,11 @@ class TinyBody(nn.Module):
         return {"0": self.features(x)}
 
 
-def _load_state(model: nn.Module, weights: str) -> nn.Module:
+def _load_state(model: nn.Module, requested: str, weights: str) -> nn.Module:
     from detection.models.weights import load_weights_file, tag
 
     report = None if weights in ("none", "", None) else load_weights_file(model, weights)
-    return tag(model, weights, weights, report, "BatchNorm2d", None)
+    return tag(model, requested, weights, report, "BatchNorm2d", None)
 
 
 @register(
@@ -56,8 +56,7 @@ def _load_state(model: nn.Module, weights: str) -> nn.Module:
     imgsz=320,
 )
 def fasterrcnn_tiny(num_classes: int, weights: str = "none", imgsz: int = 320, trainable_layers: int | None = None) -> nn.Module:
-    if weights == "auto":
-        weights = "none"
+    requested, weights = weights, "none" if weights == "auto" else weights  # no pretrained file exists for it
     if weights in ("default", "backbone"):
         raise DetectionError(f"fasterrcnn_tiny has no pretrained weights (model.weights: {weights})", hint="use weights: none, auto, or a .pt file")
     body = TinyBody(64)
@@ -77,4 +76,4 @@ def fasterrcnn_tiny(num_classes: int, weights: str = "none", imgsz: int = 320, t
         box_batch_size_per_image=64,
         box_detections_per_img=100,
     )
-    return _load_state(model, weights)
+    return _load_state(model, requested, weights)

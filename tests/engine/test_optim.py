@@ -69,3 +69,22 @@ def test_ema_moves_towards_the_weights_and_round_trips() -> None:
     other = ModelEMA(nn.Linear(2, 1))
     other.load_state_dict(ema.state_dict())
     assert other.updates == 1 and torch.equal(other.module.weight, ema.module.weight)
+
+
+def test_ema_follows_in_place_optimizer_steps_and_copies_integer_buffers() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ema = ModelEMA(net, decay=0.9, tau=1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    expected = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    for _ in range(3):
+        net(torch.randn(8, 3)).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        ema.update(net)
+        d = 0.9 * (1 - math.exp(-ema.updates))
+        for k, v in net.state_dict().items():
+            expected[k] = d * expected[k] + (1 - d) * v if v.dtype.is_floating_point else v.clone()
+    for k, v in ema.module.state_dict().items():
+        assert torch.allclose(v, expected[k], atol=1e-6), k
+    assert int(ema.module[1].num_batches_tracked) == 3

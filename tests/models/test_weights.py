@@ -139,6 +139,8 @@ def test_auto_is_pretrained_when_the_file_is_cached_else_from_scratch(hub: Path)
     _save(imagenet_url("mobilenet_v3_small"), get_model("mobilenet_v3_small").state_dict())
     model = build_model("fasterrcnn_mobilenet_v3_small", num_classes=3, weights="auto", imgsz=128)
     assert model.weights_info["used"] == "backbone" and model.weights_info["requested"] == "auto"
+    tiny = build_model("fasterrcnn_tiny", num_classes=3, weights="auto")  # has no pretrained file: scratch, and says so
+    assert (tiny.weights_info["requested"], tiny.weights_info["used"]) == ("auto", "none")
 
 
 @pytest.mark.parametrize("layers", [0, 5])
