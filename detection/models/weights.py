@@ -196,15 +196,19 @@ def tag(model: nn.Module, requested: str, used: str, report: LoadReport | None, 
     if report is not None:
         info.update(report.as_dict())
     model.weights_info = info  # type: ignore[attr-defined]
-    if type(model).__name__ in ("RetinaNet", "FCOS") and not getattr(model, "_drops_label_zero", False):
-        model.register_forward_hook(_drop_label_zero)  # sigmoid heads score class 0 (background) like any other
-        model._drops_label_zero = True  # type: ignore[attr-defined]
+    if type(model).__name__ in ("RetinaNet", "FCOS") and not getattr(model, "_masks_background", False):
+        model.head.classification_head.register_forward_hook(_mask_background)  # type: ignore[union-attr]
+        model._masks_background = True  # type: ignore[attr-defined]
     log.info("model: weights %s (asked %s), %s, trainable backbone stages %s", used, requested, norm, "all" if trainable_layers is None else trainable_layers)
     return model
 
 
-def _drop_label_zero(module: nn.Module, _inputs: Any, outputs: Any) -> Any:
-    """RetinaNet/FCOS predict every class index, 0 included; label 0 is background here: drop it."""
-    if module.training or not isinstance(outputs, list):
-        return outputs
-    return [{k: v[d["labels"] > 0] for k, v in d.items()} for d in outputs]
+def _mask_background(module: nn.Module, _inputs: Any, logits: torch.Tensor) -> torch.Tensor:
+    """RetinaNet/FCOS heads score every class index with a sigmoid, 0 included, and label 0 is background
+    here: in eval its logit is set to -1e4 (score exactly 0, below any threshold) before the per-level
+    top-k and the detection cap, so background candidates never take the slots of real classes (dropping
+    them afterwards left an untrained or weak model with too few, or no, detections). Training is
+    untouched (class 0 is never a positive, so the focal loss pushes it down anyway)."""
+    if module.training:
+        return logits
+    return torch.cat([torch.full_like(logits[..., :1], -1e4), logits[..., 1:]], dim=-1)

@@ -37,6 +37,9 @@ retinanet_mobilenet_v2 ssd_vgg16""".split()
 def _train_and_predict(name: str, imgsz: int) -> None:
     torch.manual_seed(0)
     model = _small_budget(build_model(name, num_classes=3, weights="none", imgsz=imgsz))
+    for m in model.modules():  # running statistics = the batch's after the one step below (an untrained deep
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):  # net such as Inception-v3 blows up in eval with
+            m.momentum = None  # the initial ones: activations ~1e10, every proposal degenerate)
     images = [torch.rand(3, 64, 96), torch.rand(3, 72, 80)]
     targets = [{"boxes": torch.tensor([[8.0, 8.0, 40.0, 30.0]]), "labels": torch.tensor([1])}, {"boxes": torch.tensor([[20.0, 10.0, 70.0, 60.0]]), "labels": torch.tensor([2])}]
     model.train()
@@ -88,6 +91,19 @@ def test_every_registered_model_trains_and_predicts(name: str) -> None:
     if name.startswith("keypointrcnn"):
         pytest.skip("needs keypoint targets: test_keypoint_rcnn_trains_on_keypoints")
     _train_and_predict(name, imgsz=128 if get_spec(name).family != "ssd" else get_spec(name).imgsz)
+
+
+@pytest.mark.parametrize("name", ["retinanet_mobilenet_v3_small", "fcos_mobilenet_v3_small"])
+def test_dense_heads_never_spend_detection_slots_on_the_background_class(name: str) -> None:
+    torch.manual_seed(0)
+    model = _small_budget(build_model(name, num_classes=3, weights="none", imgsz=96)).eval()
+    _keep_every_box(model)
+    with torch.no_grad():
+        model.head.classification_head.cls_logits.bias[0::3] += 5.0  # class 0 of every anchor scores highest
+        detections = model([torch.rand(3, 64, 96), torch.rand(3, 72, 80)])
+    for det in detections:
+        assert set(det["labels"].tolist()) <= {1, 2}
+        assert len(det["boxes"]) == model.detections_per_img  # the cap is filled with real classes
 
 
 def test_keypoint_rcnn_trains_on_keypoints() -> None:
