@@ -1,6 +1,7 @@
 """The model zoo's speed/size table: pick a backbone for a speed budget.
 
     python -m benchmarks.models [--models NAME ...] [--family retinanet] [--cpu] [--repeats 1] [--budget-s 600] [--stats]
+    python -m benchmarks.models --missing --size-only --stats   # params + GFLOPs of every model not yet in stats.json
 
 For every listed model (``detection models``; CPU-friendly ones first): parameters, GFLOPs of one
 eval forward at its default input size (``torch.utils.flop_counter.FlopCounterMode``, 2 FLOPs per
@@ -65,7 +66,7 @@ def _median_time(fn: Any, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(name: str, repeats: int) -> dict[str, Any]:
+def measure(name: str, repeats: int, size_only: bool = False) -> dict[str, Any]:
     spec = get_spec(name)
     t0 = time.perf_counter()
     torch.manual_seed(0)
@@ -74,6 +75,9 @@ def measure(name: str, repeats: int) -> dict[str, Any]:
     row: dict[str, Any] = {"name": name, "family": spec.family, "cpu_friendly": spec.cpu_friendly, "imgsz": spec.imgsz}
     params, flops = model_size(model, _image(spec.imgsz))
     row["params_m"], row["gflops"] = round(params / 1e6, 2), round(flops / 1e9, 2)
+    row["load_avg"] = round(os.getloadavg()[0], 1)
+    if size_only:
+        return row
     with torch.no_grad():
         for size in (320, 640):
             _resize(model, size)
@@ -120,9 +124,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--budget-s", type=float, default=float("inf"), help="start no new model after this many seconds")
     ap.add_argument("--out", type=Path, default=Path("reports/bench/models.json"))
     ap.add_argument("--stats", action="store_true", help="record params and GFLOPs in detection/models/stats.json")
+    ap.add_argument("--size-only", action="store_true", help="params and GFLOPs only (seconds per model), no timings")
+    ap.add_argument("--missing", action="store_true", help="only models that detection/models/stats.json lacks")
     args = ap.parse_args(argv)
     names = args.models or [s.name for s in sorted(available(), key=lambda s: (not s.cpu_friendly, s.name))]
     names = [n for n in names if (not args.family or get_spec(n).family == args.family) and (not args.cpu or get_spec(n).cpu_friendly)]
+    if args.missing:
+        names = [n for n in names if n not in load_stats()]
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     for name in names:
@@ -130,7 +138,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             print(f"budget of {args.budget_s:.0f} s spent: {len(names) - len(rows)} models left unmeasured")
             break
         try:
-            row = measure(name, args.repeats)
+            row = measure(name, args.repeats, args.size_only)
         except Exception as exc:  # noqa: BLE001 - a benchmark reports a model that fails and goes on
             row = {"name": name, "error": f"{type(exc).__name__}: {exc}"[:200]}
         rows.append(row)
