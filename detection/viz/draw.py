@@ -1,4 +1,4 @@
-"""Draw detections on an image: one box and a ``"name 0.87"`` caption per detection.
+"""Draw detections on an image: one box and a ``"name 0.87"`` caption per detection (and keypoints as dots).
 
 Written for OpenCV 5, which is stricter than 4.x: its drawing functions accept only 8-bit images
 (``putText`` on a float image fails an assertion), Python ``int`` coordinates (floats are rejected)
@@ -105,3 +105,25 @@ def _caption(img: np.ndarray, text: str, x1: int, y1: int, y2: int, color: Color
     left = int(np.clip(x1, 0, max(0, w - tw - 2 * pad)))
     cv2.rectangle(img, (left, top), (left + tw + 2 * pad, top + box_h), color, -1)
     cv2.putText(img, text, (left + pad, top + pad + th), FONT, scale, _text_color(color), thick, cv2.LINE_AA)
+
+
+def draw_keypoints(image_bgr: np.ndarray, keypoints: np.ndarray | Sequence[Sequence[Sequence[float]]]) -> np.ndarray:
+    """Return a copy of ``image_bgr`` with a dot per keypoint: ``keypoints`` is ``(N, K, 2)`` or
+    ``(N, K, 3)`` (``x, y, v``; points with ``v`` = 0, absent, are not drawn). Keypoint ``k`` has one
+    colour in every box (so ``left_eye`` and ``right_eye`` are told apart), ringed in black."""
+    out = _as_bgr_uint8(image_bgr)
+    points = np.asarray(keypoints, dtype=np.float64)
+    if points.size == 0:
+        return out
+    if points.ndim != 3 or points.shape[2] not in (2, 3):
+        raise ValueError(f"expected keypoints of shape (N, K, 2) or (N, K, 3), got {points.shape}")
+    h, w = out.shape[:2]
+    radius = max(2, round(min(h, w) / 120))
+    for box in points:
+        for k, point in enumerate(box):
+            if (len(point) == 3 and point[2] <= 0) or not np.all(np.isfinite(point[:2])):
+                continue
+            centre = (int(round(float(np.clip(point[0], 0, w - 1)))), int(round(float(np.clip(point[1], 0, h - 1)))))
+            cv2.circle(out, centre, radius + 1, (0, 0, 0), -1, cv2.LINE_AA)
+            cv2.circle(out, centre, radius, class_color(f"keypoint {k}"), -1, cv2.LINE_AA)
+    return out
