@@ -70,7 +70,7 @@ def keypoint_metrics(table: pd.DataFrame, class_names: Sequence[str], detections
         return result
     results = []
     for image_id, det in zip(image_ids, detections, strict=True):
-        points = np.asarray(det["keypoints"], np.float64).reshape(len(det["scores"]), len(spec), -1)
+        points = np.asarray(det["keypoints"], np.float64).reshape(len(det["scores"]), len(spec), 3)
         for kp, score, label in zip(points, det["scores"], det["labels"], strict=True):
             flat = np.column_stack([kp[:, 0], kp[:, 1], np.ones(len(kp))]).ravel()
             results.append({"image_id": image_id, "category_id": int(label), "keypoints": flat.tolist(), "score": float(score)})
