@@ -203,6 +203,9 @@ class DatasetConfig(_Section):
     test: Path | None = Field(None, description="canonical table of a held-out test split (reported by evaluate, never used to pick best.pt)")
     source: str | None = None
     sha256: str | None = None
+    keypoints: list[str] | None = Field(None, description="keypoint names, in the order of the table's keypoints (keypoint models; default: COCO person's when 17, else kp0..)")
+    keypoint_flip: list[tuple[str | int, str | int]] | None = Field(None, description="pairs of keypoints (names or 0-based indices) that a flip swaps, e.g. [left_eye, right_eye]")
+    keypoint_sigma: float | list[float] | None = Field(None, description="OKS sigma(s) of keypoint AP: one for all, or one per keypoint (default: COCO's when 17 COCO keypoints, else 0.07)")
 
     @field_validator("names")
     @classmethod

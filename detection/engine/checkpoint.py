@@ -1,5 +1,6 @@
 """Checkpoints that hold everything inference needs: model name, class names, image size, weights,
-the params the model was trained with and the library versions.
+the params the model was trained with and the library versions (and, for a keypoint model, its
+keypoints: names, flip map and OKS sigmas).
 
 ``detection predict --weights best.pt`` needs nothing else. Files are written atomically and read
 with ``torch.load(weights_only=True)``.
@@ -22,7 +23,7 @@ from detection.models import build_model
 from detection.models.weights import safe_load
 
 FORMAT = "detection-checkpoint/1"
-META_KEYS = ("format", "model_name", "class_names", "imgsz", "epoch", "metrics", "params", "versions")
+META_KEYS = ("format", "model_name", "class_names", "imgsz", "epoch", "metrics", "params", "versions", "keypoints")
 
 
 def versions() -> dict[str, str]:
@@ -47,8 +48,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     extra: dict[str, Any] | None = None,
+    keypoints: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (``optimizer``/``scheduler`` only for resumable ``last.pt``)."""
+    """Write a checkpoint atomically (``optimizer``/``scheduler`` only for resumable ``last.pt``;
+    ``keypoints``: ``KeypointSpec.to_dict()`` of a keypoint model)."""
     ckpt: dict[str, Any] = {
         "format": FORMAT,
         "model_name": model_name,
@@ -60,6 +63,8 @@ def save_checkpoint(
         "versions": versions(),
         "model": model.state_dict(),
     }
+    if keypoints is not None:
+        ckpt["keypoints"] = keypoints
     if optimizer is not None:
         ckpt["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
@@ -87,7 +92,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     Returns ``(model, meta)`` where meta holds ``META_KEYS`` (class_names, imgsz, model_name...).
     """
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt["model_name"], num_classes=len(ckpt["class_names"]) + 1, weights="none", imgsz=ckpt["imgsz"])
+    k = len(ckpt["keypoints"]["names"]) if ckpt.get("keypoints") else None
+    model = build_model(ckpt["model_name"], num_classes=len(ckpt["class_names"]) + 1, weights="none", imgsz=ckpt["imgsz"], num_keypoints=k)
     model.load_state_dict(ckpt["model"])
     model.to(device).eval()
     return model, {k: ckpt.get(k) for k in META_KEYS}

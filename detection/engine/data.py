@@ -14,20 +14,26 @@ from torch.utils.data import DataLoader, Dataset
 
 from detection.config import AugmentParams
 from detection.data.augment import Augmenter, build_augmentation
+from detection.data.augment_keypoints import KeypointAugmenter
 from detection.data.images import read_image_rgb
+from detection.data.keypoints import KeypointSpec, keypoint_array
 from detection.data.table import as_arrays, boxes_of, check_labels, images, label_ids
 from detection.errors import DetectionError
 
 
-def train_augmentation(hflip: float = 0.0, seed: int = 0, params: AugmentParams | None = None, imgsz: int = 640) -> Augmenter:
-    """The training augmentation of ``params`` (``train.augment``; see detection.data.augment), seeded."""
+def train_augmentation(hflip: float = 0.0, seed: int = 0, params: AugmentParams | None = None, imgsz: int = 640, keypoints: KeypointSpec | None = None) -> Augmenter | KeypointAugmenter:
+    """The training augmentation of ``params`` (``train.augment``; see detection.data.augment), seeded;
+    with ``keypoints``, the keypoint-aware one (``detection.data.augment_keypoints``)."""
+    if keypoints is not None:
+        return KeypointAugmenter(params or AugmentParams(), keypoints, hflip, seed, imgsz)
     return build_augmentation(params, hflip, seed, imgsz)
 
 
 class DetectionDataset(Dataset):
-    """Images and targets of a canonical table: ``(CHW float tensor in [0,1], {"boxes", "labels", "image_id"})``."""
+    """Images and targets of a canonical table: ``(CHW float tensor in [0,1], {"boxes", "labels", "image_id"})``,
+    and ``"keypoints"`` ``(N, K, 3)`` when built with a ``KeypointSpec`` (for keypoint models)."""
 
-    def __init__(self, table: pd.DataFrame, root: Path, class_names: Sequence[str], transform: A.Compose | None = None) -> None:
+    def __init__(self, table: pd.DataFrame, root: Path, class_names: Sequence[str], transform: A.Compose | None = None, keypoints: KeypointSpec | None = None) -> None:
         check_labels(table, class_names, source="annotation table")
         self.root = Path(root)
         self.ids = label_ids(class_names)
@@ -35,6 +41,7 @@ class DetectionDataset(Dataset):
         # COCO crowd regions are not objects to learn (evaluation ignores them too): no training target.
         self.groups = {name: g[g["iscrowd"].fillna(0).astype(int) != 1] if "iscrowd" in g else g for name, g in boxes_of(table).items()}
         self.transform = transform
+        self.keypoints = keypoints
         if hasattr(transform, "bind"):  # mosaic draws its other images from this dataset
             transform.bind(self)
 
@@ -49,6 +56,8 @@ class DetectionDataset(Dataset):
         name = self.images.at[index, "image"]
         img = self.read(name)
         boxes, labels = as_arrays(self.groups[name], self.ids)
+        if self.keypoints is not None:
+            return self._with_keypoints(index, img, boxes, labels)
         if self.transform is not None:
             out = self.transform(image=img, bboxes=boxes, labels=labels)
             img = out["image"]
@@ -56,6 +65,17 @@ class DetectionDataset(Dataset):
             labels = np.asarray(out["labels"], dtype=np.int64)
         tensor = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
         target = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels), "image_id": index}
+        return tensor, target
+
+    def _with_keypoints(self, index: int, img: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
+        points = keypoint_array(self.groups[self.images.at[index, "image"]], len(self.keypoints))
+        if self.transform is not None:
+            out = self.transform(image=img, bboxes=boxes, labels=labels, keypoints=points)
+            img, points = out["image"], out["keypoints"]
+            boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
+            labels = np.asarray(out["labels"], dtype=np.int64)
+        tensor = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
+        target = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels), "keypoints": torch.from_numpy(points).float(), "image_id": index}
         return tensor, target
 
 

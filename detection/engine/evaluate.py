@@ -26,13 +26,14 @@ from torch.utils.data import Dataset
 
 from detection.config import DatasetConfig
 from detection.data.coco import to_coco_dict
+from detection.data.keypoints import KeypointSpec, keypoint_array, oks_sigmas
 from detection.data.table import BOX_COLUMNS, boxes_of, images, read_table, summary
 from detection.engine.checkpoint import load_model
 from detection.engine.data import DetectionDataset, check_images_exist, make_loader
 from detection.engine.device import resolve_device
 from detection.engine.metrics import confusion_matrix, counts_at, match, threshold_curves
 from detection.io import atomic_path, write_json
-from detection.viz.draw import draw_detections, write_image
+from detection.viz.draw import draw_detections, draw_keypoints, write_image
 from detection.viz.plots import plot_confusion_matrix, plot_per_class_ap, plot_pr_curves, plot_threshold_curves
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,9 @@ def _draw_samples(dataset: DetectionDataset, table: pd.DataFrame, detections: li
         g = groups[name]
         truth = draw_detections(bgr, g[BOX_COLUMNS].to_numpy(np.float32).reshape(-1, 4), list(g["label"]), None)
         drawn = draw_detections(bgr, det["boxes"][keep], [names[i - 1] for i in det["labels"][keep]], det["scores"][keep])
+        if "keypoints" in det:
+            truth = draw_keypoints(truth, keypoint_array(g, det["keypoints"].shape[1]))
+            drawn = draw_keypoints(drawn, det["keypoints"][keep])
         gap = np.full((bgr.shape[0], 6, 3), 255, np.uint8)
         write_image(out / (Path(name).stem + ".jpg"), np.hstack([truth, gap, drawn]))
 
@@ -138,6 +142,8 @@ def split_reports(weights: Path, data: DatasetConfig, out: Path, score_threshold
     ``pr_curve.csv|png`` (COCO interpolated precision at IoU 0.5), ``f1_curve.csv|png`` (precision,
     recall and F1 against the score threshold), ``confusion_matrix.csv|png`` (with a background row
     and column), ``per_class_ap.png`` and ``samples/`` (ground truth beside the predictions).
+    For a keypoint model, ``keypoints`` holds keypoint AP (``detection.engine.keypoints``; the sigmas
+    of the checkpoint, or of the dataset config's ``keypoint_sigma`` when it sets them).
     """
     dev = resolve_device(device)
     model, meta = load_model(weights, dev)
@@ -173,6 +179,7 @@ def split_reports(weights: Path, data: DatasetConfig, out: Path, score_threshold
             _draw_samples(dataset, table, detections, names, tmp, score_threshold, samples)
     elif (out / "samples").exists():
         shutil.rmtree(out / "samples")
+    kp = _keypoint_figures(table, names, detections, meta.get("keypoints"), data)
     every = counts_at({"scores": np.concatenate([x["scores"] for x in matches.values()]), "tp": np.concatenate([x["tp"] for x in matches.values()]), "n_gt": sum(x["n_gt"] for x in matches.values())}, score_threshold)
     return {
         "split": str(data.valid),
@@ -188,7 +195,22 @@ def split_reports(weights: Path, data: DatasetConfig, out: Path, score_threshold
         "model": meta["model_name"],
         "epoch": meta["epoch"],
         "per_class": {n: {k: (None if v is None else round(v, 4)) for k, v in d.items()} for n, d in m["per_class"].items()},
+        **kp,
     }
+
+
+def _keypoint_figures(table: pd.DataFrame, names: list[str], detections: list[dict[str, np.ndarray]], saved: dict[str, Any] | None, data: DatasetConfig) -> dict[str, Any]:
+    """``{"keypoints": {map, map50, ...}}`` for a keypoint model (``saved``: the checkpoint's keypoints), else ``{}``."""
+    if not saved:
+        return {}
+    from detection.engine.keypoints import keypoint_metrics
+
+    spec = KeypointSpec.from_dict(saved)
+    if data.keypoint_sigma is not None:
+        spec = KeypointSpec(spec.names, spec.flip, oks_sigmas(data.keypoint_sigma, spec.names))
+    k = keypoint_metrics(table, names, detections, spec)
+    log.info("keypoint AP %.3f  AP@0.5 %.3f (%d keypoints, %d boxes with keypoints)", k["map"], k["map50"], k["num_keypoints"], k["instances"])
+    return {"keypoints": {n: round(v, 4) if isinstance(v, float) else v for n, v in k.items()}}
 
 
 def evaluate(weights: Path, data: DatasetConfig, out: Path, metrics_path: Path, score_threshold: float = 0.5, samples: int = 4, device: str = "auto") -> dict[str, Any]:

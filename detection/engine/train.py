@@ -22,12 +22,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from detection.config import DatasetConfig, ModelParams, TrainParams
+from detection.data.keypoints import KeypointSpec, keypoint_spec
 from detection.data.table import read_table, summary
 from detection.engine import distributed
 from detection.engine.checkpoint import load_checkpoint, save_checkpoint
 from detection.engine.data import DetectionDataset, check_images_exist, collate, make_loader, train_augmentation
 from detection.engine.ema import ModelEMA
 from detection.engine.evaluate import coco_metrics, run_inference, split_reports
+from detection.engine.keypoints import keypoint_metrics
 from detection.engine.logger import write_history
 from detection.engine.loop import train_one_epoch, validation_loss
 from detection.engine.optim import amp_dtype, build_optimizer, lr_factor
@@ -73,8 +75,9 @@ def _train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, 
     for table, src in ((train_table, data.train), (valid_table, data.valid)):
         check_images_exist(table, data.root, str(src))
     names = list(data.names)
-    train_set = DetectionDataset(train_table, data.root, names, train_augmentation(params.hflip, params.seed, params.augment, params.imgsz))
-    valid_set = DetectionDataset(valid_table, data.root, names)
+    kp = _keypoints(data, model_params, train_table, valid_table)
+    train_set = DetectionDataset(train_table, data.root, names, train_augmentation(params.hflip, params.seed, params.augment, params.imgsz, kp), keypoints=kp)
+    valid_set = DetectionDataset(valid_table, data.root, names, keypoints=kp)
     groups = aspect_groups(_sizes(train_table)) if params.group_aspect else None
     sampler = EpochBatchSampler(len(train_set), params.batch, params.seed, group_ids=groups, rank=info.rank, world=info.world)
     loader = DataLoader(
@@ -91,7 +94,10 @@ def _train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, 
         params.batch * info.world * params.accumulate, params.batch, info.world, params.accumulate, params.lr, params.optimizer, params.schedule, steps_per_epoch,
     )  # fmt: skip
 
-    bare = build_model(model_params.name, num_classes=len(names) + 1, weights=model_params.weights, imgsz=params.imgsz, trainable_layers=model_params.trainable_layers).to(device)
+    bare = build_model(
+        model_params.name, num_classes=len(names) + 1, weights=model_params.weights, imgsz=params.imgsz,
+        trainable_layers=model_params.trainable_layers, num_keypoints=len(kp) if kp else None,
+    ).to(device)  # fmt: skip
     apply_speed_params(bare, params.roi_batch, params.rpn_batch, params.rpn_post_nms, params.channels_last, params.threaded_roi_align)
     if info.enabled:
         torch.manual_seed(params.seed + info.rank)  # other RoI samples per process; DDP copies rank 0's weights
@@ -110,7 +116,7 @@ def _train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, 
     out, reports = Path(params.out), Path(params.reports)
     live_dir = reports / "dvclive" if params.dvclive else None
     run_params = {"model": model_params.model_dump(mode="json"), "train": params.model_dump(mode="json"), "data": data.model_dump(mode="json")}
-    ckpt_kwargs = {"model_name": model_params.name, "class_names": names, "imgsz": params.imgsz, "params": run_params}
+    ckpt_kwargs = {"model_name": model_params.name, "class_names": names, "imgsz": params.imgsz, "params": run_params, "keypoints": kp.to_dict() if kp else None}
     st: dict[str, Any] = {"epoch": 1, "iteration": 0, "sums": {}, "rows": [], "best": None, "bad_epochs": 0}
     if resume and (out / "last.pt").is_file():
         st = _restore(load_checkpoint(out / "last.pt"), bare, optimizer, scheduler, scaler, ema, st)
@@ -176,10 +182,24 @@ def _train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, 
     return _finish(st["rows"], st.get("best_epoch"), params, data, model_params, names, device, reports, out, time.perf_counter() - started, getattr(bare, "weights_info", None))
 
 
+def _keypoints(data: DatasetConfig, model_params: ModelParams, train_table: Any, valid_table: Any) -> KeypointSpec | None:
+    """The keypoints a keypoint model learns (from the dataset config and both tables), None for other models."""
+    if get_spec(model_params.name).family != "keypoint_rcnn":
+        return None
+    import pandas as pd
+
+    spec = keypoint_spec(data, pd.concat([train_table, valid_table]), f"{data.train} / {data.valid}")
+    log.info("keypoints: %d (%s), flip map %s, OKS sigmas %s", len(spec), ", ".join(spec.names), spec.flip, sorted(set(spec.sigmas)))
+    return spec
+
+
 def _validate(model, valid_set, valid_loader, valid_table, names, device, dtype, with_loss: bool) -> dict[str, float]:
-    metrics = coco_metrics(valid_table, names, run_inference(model, valid_set, device))
+    detections = run_inference(model, valid_set, device)
+    metrics = coco_metrics(valid_table, names, detections)
     scores = validation_loss(model, valid_loader, device, dtype) if with_loss else {}
     model.eval()
+    if valid_set.keypoints is not None:
+        scores["val_kp_map"] = keypoint_metrics(valid_table, names, detections, valid_set.keypoints)["map"]
     return {**scores, "val_map": metrics["map"], "val_map50": metrics["map50"], "val_map75": metrics["map75"]}
 
 
@@ -223,5 +243,7 @@ def _finish(rows, best_epoch: int | None, params: TrainParams, data: DatasetConf
         if path is not None and Path(path).is_file():
             m = split_reports(out / "best.pt", data.model_copy(update={"valid": Path(path)}), reports / split, device=str(device))
             result[f"{split}_map"], result[f"{split}_map50"] = m["map"], m["map50"]
+            if "keypoints" in m:
+                result[f"{split}_kp_map"], result[f"{split}_kp_map50"] = m["keypoints"]["map"], m["keypoints"]["map50"]
     write_json(reports / "summary.json", result)
     return result

@@ -6,7 +6,8 @@ folder searched recursively, a glob, a list file, URLs) and writes into ``out/``
 - one annotated image per readable input: its name (relative to the folder, ``/`` as ``__``) when it
   is a .jpg/.jpeg/.png, else ``<name>.png`` (``<name>.<suffix>.png`` if two would collide);
 - ``predictions.jsonl``: ``{"image", "annotated", "width", "height", "detections": [{"box": [x1, y1,
-  x2, y2], "score", "label"}]}`` per image, boxes in pixels of the input image;
+  x2, y2], "score", "label"}]}`` per image, boxes in pixels of the input image (a keypoint model's
+  detections also hold ``"keypoints": [[x, y, score], ...]``);
 - ``predictions.csv``: one row per detection: ``image, xmin, ymin, xmax, ymax, label, score``;
 - ``summary.json``: counts (images, skipped, detections, per class), the skipped files with their
   reason, timings and images/s (model only and end to end), the size rule.
@@ -38,7 +39,7 @@ from detection.inference.size import size_rule
 from detection.inference.sources import item_name, list_sources, read_source
 from detection.inference.stream import pipeline
 from detection.io import atomic_path, write_json
-from detection.viz.draw import draw_detections, write_image
+from detection.viz.draw import draw_detections, draw_keypoints, write_image
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,8 @@ def predict(
             for index, rgb, det in results:
                 per_class.update(det.names)
                 bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-                write_image(out / names[index], draw_detections(bgr, det.boxes, det.names, det.scores))
+                drawn = draw_detections(bgr, det.boxes, det.names, det.scores)
+                write_image(out / names[index], drawn if det.keypoints is None else draw_keypoints(drawn, det.keypoints[..., :2]))
                 records = det.to_records()
                 jsonl.write(json.dumps({"image": shown[index], "annotated": names[index], "width": rgb.shape[1], "height": rgb.shape[0], "detections": records}) + "\n")
                 rows.writerows([shown[index], *r["box"], r["label"], r["score"]] for r in records)

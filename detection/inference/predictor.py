@@ -37,10 +37,11 @@ ONNX_FORMAT = "detection-onnx/1"
 ONNX_INPUT = "images"
 ONNX_OUTPUTS = ("boxes", "labels", "scores")
 
-# A backend maps a CHW float32 image in [0, 1] to (boxes (N, 4), labels (N,), scores (N,)).
-RunFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
-# A batched backend maps several such images to one such triple per image.
-RunManyFn = Callable[[list[np.ndarray]], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]
+# A backend maps a CHW float32 image in [0, 1] to (boxes (N, 4), labels (N,), scores (N,)), and a
+# keypoint model's torch backend adds keypoints (N, K, 3).
+RunFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
+# A batched backend maps several such images to one such tuple per image.
+RunManyFn = Callable[[list[np.ndarray]], list[tuple[np.ndarray, ...]]]
 
 
 @dataclass(frozen=True)
@@ -51,21 +52,28 @@ class Detections:
     scores: np.ndarray  # float32 (N,)
     labels: np.ndarray  # int64 (N,), 1..num_classes (0 is background and never returned)
     names: list[str]
+    keypoints: np.ndarray | None = None  # float32 (N, K, 3): x, y (pixels), score, of a keypoint model (torch backend)
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def to_records(self) -> list[dict[str, Any]]:
-        """JSON-ready ``[{"box": [x1, y1, x2, y2], "score": s, "label": name}, ...]``."""
-        return [
+        """JSON-ready ``[{"box": [x1, y1, x2, y2], "score": s, "label": name}, ...]``; a keypoint model's
+        records also hold ``"keypoints": [[x, y, score], ...]`` (its keypoint scores are logits)."""
+        records = [
             {"box": [round(float(v), 2) for v in box], "score": round(float(score), 4), "label": name}
             for box, score, name in zip(self.boxes, self.scores, self.names, strict=True)
         ]
+        if self.keypoints is not None:
+            for record, points in zip(records, self.keypoints, strict=True):
+                record["keypoints"] = [[round(float(x), 2), round(float(y), 2), round(float(s), 3)] for x, y, s in points]
+        return records
 
     def select(self, keep: np.ndarray) -> Detections:
         """The detections where the boolean mask ``keep`` is true."""
         keep = np.asarray(keep, bool)
-        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], [n for n, k in zip(self.names, keep, strict=True) if k])
+        points = None if self.keypoints is None else self.keypoints[keep]
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], [n for n, k in zip(self.names, keep, strict=True) if k], points)
 
 
 @dataclass(frozen=True)
@@ -82,13 +90,13 @@ class Predictor:
     run_many: RunManyFn | None = field(default=None, repr=False)  # one call for a batch (torch backend)
 
     def predict(self, image_rgb: np.ndarray, threshold: float = 0.5) -> Detections:
-        return self._detections(*self.run(to_chw_float(image_rgb)), threshold)
+        return self._detections(self.run(to_chw_float(image_rgb)), threshold)
 
     def predict_batch(self, images_rgb: list[np.ndarray], threshold: float = 0.5) -> list[Detections]:
         """``predict`` on each image; the torch backend runs them as one batch (one forward pass)."""
         if self.run_many is None or len(images_rgb) < 2:
             return [self.predict(image, threshold) for image in images_rgb]
-        return [self._detections(*out, threshold) for out in self.run_many([to_chw_float(i) for i in images_rgb])]
+        return [self._detections(out, threshold) for out in self.run_many([to_chw_float(i) for i in images_rgb])]
 
     def class_ids(self, names: list[str] | None) -> np.ndarray | None:
         """Label ids of the class ``names`` (None: all classes); a DetectionError for an unknown name."""
@@ -103,7 +111,9 @@ class Predictor:
             raise DetectionError(f"unknown class {', '.join(map(repr, unknown))} for model {self.model_name} ({self.weights})", hint=hint)
         return np.array([self.class_names.index(n) + 1 for n in names], np.int64)
 
-    def _detections(self, boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray, threshold: float) -> Detections:
+    def _detections(self, out: tuple[np.ndarray, ...], threshold: float) -> Detections:
+        """``out``: the backend's ``(boxes, labels, scores)``, and ``keypoints`` (N, K, 3) for a keypoint model."""
+        boxes, labels, scores = out[:3]
         keep = scores >= threshold
         labels = labels[keep].astype(np.int64)
         return Detections(
@@ -111,6 +121,7 @@ class Predictor:
             scores=scores[keep].astype(np.float32),
             labels=labels,
             names=[self.label_name(int(i)) for i in labels],
+            keypoints=out[3][keep].astype(np.float32) if len(out) > 3 else None,
         )
 
     def label_name(self, label: int) -> str:
@@ -152,15 +163,25 @@ def torch_predictor(model: Any, meta: dict[str, Any], weights: Path) -> Predicto
 
     device = next(model.parameters()).device
 
-    def run_many(chws: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def run_many(chws: list[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
         with torch.inference_mode():
             outs = model([torch.from_numpy(chw).to(device) for chw in chws])
-        return [(o["boxes"].cpu().numpy(), o["labels"].cpu().numpy(), o["scores"].cpu().numpy()) for o in outs]
+        return [(o["boxes"].cpu().numpy(), o["labels"].cpu().numpy(), o["scores"].cpu().numpy(), *_keypoints(o)) for o in outs]
 
-    def run(chw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run(chw: np.ndarray) -> tuple[np.ndarray, ...]:
         return run_many([chw])[0]
 
     return Predictor(Path(weights), "torch", meta["model_name"], list(meta["class_names"]), int(meta["imgsz"]), run, run_many=run_many)
+
+
+def _keypoints(out: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    """``(keypoints,)`` ``(N, K, 3)``: x, y and the keypoint score, of a keypoint model's output; else ``()``."""
+    if "keypoints" not in out:
+        return ()
+    points = out["keypoints"].cpu().numpy().astype(np.float32)
+    if "keypoints_scores" in out:
+        points[..., 2] = out["keypoints_scores"].cpu().numpy()
+    return (points,)
 
 
 def onnx_providers(device: str = "cpu") -> list[str]:

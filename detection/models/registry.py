@@ -143,15 +143,21 @@ def get_spec(name: str) -> ModelSpec:
     return spec
 
 
-def build_model(name: str, num_classes: int, weights: str = "none", imgsz: int = 640, trainable_layers: int | None = None) -> nn.Module:
+def build_model(
+    name: str, num_classes: int, weights: str = "none", imgsz: int = 640, trainable_layers: int | None = None, num_keypoints: int | None = None
+) -> nn.Module:  # fmt: skip
     """Build detector ``name`` for ``num_classes`` classes (background included).
 
     ``weights``: none | backbone | default | auto | a .pt path; ``trainable_layers``: how many backbone
-    stages train when starting from pretrained weights (None: torchvision's default, 3).
+    stages train when starting from pretrained weights (None: torchvision's default, 3);
+    ``num_keypoints``: keypoints per box of a keypoint model (family ``keypoint_rcnn``; None: its default).
     """
     if num_classes < 2:
         raise DetectionError(f"a detector needs at least one class besides background, got num_classes={num_classes}")
     if trainable_layers is not None and not 0 <= trainable_layers <= 5:
         raise DetectionError(f"model.trainable_layers must be 0..5 (or null for the default), got {trainable_layers}")
     spec = get_spec(name)
-    return spec.builder(num_classes=num_classes, weights=weights or "none", imgsz=imgsz, trainable_layers=trainable_layers)
+    extra = {} if num_keypoints is None else {"num_keypoints": num_keypoints}
+    if extra and spec.family != "keypoint_rcnn":
+        raise DetectionError(f"{name} is not a keypoint model (family {spec.family}), it cannot predict {num_keypoints} keypoints", hint="pick a keypointrcnn_* model")
+    return spec.builder(num_classes=num_classes, weights=weights or "none", imgsz=imgsz, trainable_layers=trainable_layers, **extra)

@@ -19,6 +19,7 @@ from torchvision.models import detection as detection_models
 from torchvision.models import get_model, get_model_builder, get_model_weights, list_models
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.fcos import FCOSClassificationHead
+from torchvision.models.detection.keypoint_rcnn import KeypointRCNNPredictor
 from torchvision.models.detection.retinanet import RetinaNetClassificationHead
 from torchvision.models.detection.ssd import SSDClassificationHead
 from torchvision.models.detection.ssdlite import SSDLiteClassificationHead
@@ -72,9 +73,13 @@ def backbone_weights(name: str) -> Any:
     return enum.IMAGENET1K_V1
 
 
-def _build(name: str, family: str, imgsz_default: int, num_classes: int, weights: str = "none", imgsz: int | None = None, trainable_layers: int | None = None) -> nn.Module:
+def _build(
+    name: str, family: str, imgsz_default: int, num_classes: int, weights: str = "none", imgsz: int | None = None,
+    trainable_layers: int | None = None, num_keypoints: int | None = None,
+) -> nn.Module:  # fmt: skip
     imgsz = imgsz or imgsz_default
     kwargs: dict[str, Any] = {} if family == "ssd" else {"min_size": imgsz, "max_size": imgsz}
+    new_kwargs = {**kwargs, "num_keypoints": num_keypoints} if num_keypoints else kwargs  # models built without COCO weights
     coco, imagenet = get_model_weights(name).DEFAULT, backbone_weights(name)
     requested = weights
     weights = resolve_auto(weights, {"default": coco.url, "backbone": imagenet.url})
@@ -88,7 +93,7 @@ def _build(name: str, family: str, imgsz_default: int, num_classes: int, weights
             model = get_model(name, weights=enum, **kwargs)
             part = model
         else:
-            model = get_model(name, weights=None, weights_backbone=enum, num_classes=num_classes, **kwargs)
+            model = get_model(name, weights=None, weights_backbone=enum, num_classes=num_classes, **new_kwargs)
             part = model.backbone
         loaded = count_equal(part, state)
         total = sum(1 for k in state if not k.endswith("num_batches_tracked"))
@@ -97,10 +102,12 @@ def _build(name: str, family: str, imgsz_default: int, num_classes: int, weights
             raise DetectionError(f"{name}: only {loaded} tensors of {enum} ({total}) loaded into the model", hint="report this as a bug; use weights: none meanwhile")
         if weights == "default":
             model = _replace_head(model, family, num_classes)  # box-only below, as every path
+            if num_keypoints and num_keypoints != model.roi_heads.keypoint_predictor.kps_score_lowres.out_channels:
+                model.roi_heads.keypoint_predictor = KeypointRCNNPredictor(model.roi_heads.keypoint_predictor.kps_score_lowres.in_channels, num_keypoints)
         norm = "FrozenBatchNorm2d" if "_v2" not in name else "BatchNorm2d (torchvision's v2 recipe)"
         trainable_layers = trainable_layers if trainable_layers is not None else 3
     else:
-        model = _boxes_only(get_model(name, weights=None, weights_backbone=None, num_classes=num_classes, **kwargs))
+        model = _boxes_only(get_model(name, weights=None, weights_backbone=None, num_classes=num_classes, **new_kwargs))
         norm = "BatchNorm2d"
         if weights not in ("none", ""):
             report = load_weights_file(model, weights)

@@ -1,5 +1,5 @@
 """Draw detections on an image: one box and a ``"name 0.87"`` caption per detection (``"name"`` for ground
-truth); ``write_image`` writes the result atomically.
+truth), keypoints as dots; ``write_image`` writes the result atomically.
 
 Written for OpenCV 5, which is stricter than 4.x: its drawing functions accept only 8-bit images
 (``putText`` on a float image fails an assertion), Python ``int`` coordinates (floats are rejected)
@@ -127,3 +127,25 @@ def write_image(path: Path, image_bgr: np.ndarray) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.tobytes())  # bytes: no cv2 call on a path that may not be UTF-8
     return path
+
+
+def draw_keypoints(image_bgr: np.ndarray, keypoints: np.ndarray | Sequence[Sequence[Sequence[float]]]) -> np.ndarray:
+    """Return a copy of ``image_bgr`` with a dot per keypoint: ``keypoints`` is ``(N, K, 2)`` or
+    ``(N, K, 3)`` (``x, y, v``; points with ``v`` = 0, absent, are not drawn). Keypoint ``k`` has one
+    colour in every box (so ``left_eye`` and ``right_eye`` are told apart), ringed in black."""
+    out = _as_bgr_uint8(image_bgr)
+    points = np.asarray(keypoints, dtype=np.float64)
+    if points.size == 0:
+        return out
+    if points.ndim != 3 or points.shape[2] not in (2, 3):
+        raise ValueError(f"expected keypoints of shape (N, K, 2) or (N, K, 3), got {points.shape}")
+    h, w = out.shape[:2]
+    radius = max(2, round(min(h, w) / 120))
+    for box in points:
+        for k, point in enumerate(box):
+            if (len(point) == 3 and point[2] <= 0) or not np.all(np.isfinite(point[:2])):
+                continue
+            centre = (int(round(float(np.clip(point[0], 0, w - 1)))), int(round(float(np.clip(point[1], 0, h - 1)))))
+            cv2.circle(out, centre, radius + 1, (0, 0, 0), -1, cv2.LINE_AA)
+            cv2.circle(out, centre, radius, class_color(f"keypoint {k}"), -1, cv2.LINE_AA)
+    return out
