@@ -19,6 +19,7 @@ from detection.data.images import read_image_rgb
 from detection.errors import DetectionError
 from detection.export.quantize import QUANTIZED_KEY, agreement, int8_path, quantization, quantize_export, quantize_int8
 from detection.inference.predictor import ONNX_META, load_predictor
+from tests.export.test_export_cli import _error
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = {
@@ -28,19 +29,11 @@ PARAMS = {
 }
 
 
-def _cli(args: list[str], capfd: pytest.CaptureFixture[str] | None = None) -> str:
-    """``detection ARGS`` in this process; on an error, the one ``error:`` line (exit 2)."""
+def _cli(args: list[str]) -> None:
+    """``detection ARGS`` in this process (it raises SystemExit on an error)."""
     from detection.cli import main
 
-    if capfd is None:
-        main(["-q", *args])
-        return ""
-    capfd.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["-q", *args])
-    lines = capfd.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
+    main(["-q", *args])
 
 
 @pytest.fixture(scope="module")
@@ -117,5 +110,5 @@ def test_bad_inputs_are_one_clear_error(project: Path, tmp_path: Path, capfd: py
     with pytest.raises(DetectionError, match="broken.onnx: not a readable ONNX model"):
         quantize_int8(tmp_path / "broken.onnx", tmp_path / "out.onnx")
     with contextlib.chdir(project):
-        error = _cli(["export", "--quantize", "int4"], capfd)
+        error = _error(["export", "--quantize", "int4"], capfd)
     assert "int4" in error and "int8" in error
