@@ -1,13 +1,18 @@
 """Inference speed and ONNX parity: torch eager vs onnxruntime, batch 1 vs 4, video with vs without overlap.
 
     python -m benchmarks.inference [--model fasterrcnn_mobilenet_v3_large_320_fpn] [--imgsz 320]
-        [--images 20] [--frames 60] [--rounds 2] [--parity] [--out reports/bench/inference.json]
+        [--images 20] [--frames 60] [--rounds 2] [--parity] [--bf16] [--ort-settings] [--out reports/bench/inference.json]
 
 - images/s on real GTSDB images (../shared/data/gtsdb, else the built-in sample) for the same model
   (random init: speed does not depend on training) in torch eager and onnxruntime, batch 1 and 4;
   the four settings are interleaved over ``--rounds`` rounds in one run and the best round of each is
-  kept, so a neighbour's load hits them alike: quote the ratios.
-- end-to-end video FPS on ../shared/data/videos/car-detection.mp4 (first ``--frames`` frames, ONNX),
+  kept, so a neighbour's load hits them alike: quote the ratios. The int8 graph
+  (``detection.export.quantize``: int8 MatMul/Gemm weights) runs in the same rounds (``onnx_int8_*``,
+  ``int8_vs_torch_batch1``); ``--bf16`` adds torch eager under ``torch.autocast("cpu", bfloat16)``.
+- ``--ort-settings``: int8 and fp32 graphs at batch 1 under several onnxruntime session settings
+  (intra/inter-op threads, parallel execution, intra-op spinning off), interleaved the same way.
+- end-to-end video FPS on ../shared/data/videos/car-detection.mp4 (first ``--frames`` frames, ONNX
+  fp32 under ``video``, int8 under ``video_int8``),
   decode/model/encode overlapped vs one after another, interleaved the same way; the target is
   end-to-end within 1.3x of model-only FPS.
 - ``--parity``: ONNX parity on real images (3 GTSDB + 3 BCCD) for several model families at a small size.
@@ -18,6 +23,7 @@ Every figure is printed with the size rule (longest side = imgsz). Writes ``--ou
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import tempfile
@@ -31,7 +37,8 @@ from detection.data.images import read_image_rgb
 from detection.engine.checkpoint import save_checkpoint
 from detection.errors import DetectionError
 from detection.export.onnx import export_onnx
-from detection.inference.predictor import cpu_cores, load_predictor
+from detection.export.quantize import quantize_int8
+from detection.inference.predictor import Predictor, cpu_cores, load_predictor, onnx_providers, onnx_session_options
 from detection.inference.size import size_rule
 from detection.inference.video import infer_video
 from detection.models import build_model
@@ -76,9 +83,28 @@ def images_per_s(predictor: Any, images: list, batch: int) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
-def image_speed(pt: Path, onnx: Path, paths: list[Path], rounds: int) -> dict[str, Any]:
+def bf16_predictor(pt: Path) -> Predictor:
+    """The torch predictor of ``pt`` with its forward pass under ``torch.autocast("cpu", bfloat16)``."""
+    from detection.engine.checkpoint import load_model
+
+    model, _ = load_model(pt, "cpu")
+    base = load_predictor(pt)
+
+    def run_many(chws: list) -> list:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            outs = model([torch.from_numpy(c) for c in chws])
+        return [(o["boxes"].float().numpy(), o["labels"].numpy(), o["scores"].float().numpy()) for o in outs]
+
+    return dataclasses.replace(base, run=lambda chw: run_many([chw])[0], run_many=run_many)
+
+
+def image_speed(pt: Path, onnx: Path, paths: list[Path], rounds: int, int8: Path | None = None, bf16: bool = False) -> dict[str, Any]:
     images = [read_image_rgb(p) for p in paths]
     preds = {"torch": load_predictor(pt), "onnx": load_predictor(onnx)}
+    if int8 is not None:
+        preds["onnx_int8"] = load_predictor(int8)
+    if bf16:  # bf16 autocast: the CPU has AVX512_BF16 (AMX on newer ones)
+        preds["torch_bf16"] = bf16_predictor(pt)
     for p in preds.values():  # warm-up
         p.predict_batch(images[:4], 0.5)
     best: dict[str, float] = {}
@@ -104,10 +130,57 @@ def image_speed(pt: Path, onnx: Path, paths: list[Path], rounds: int) -> dict[st
         "torch_batch4_vs_batch1": round(best["torch_batch4"] / best["torch_batch1"], 2),
         "best_vs_torch_batch1": round(max(best.values()) / best["torch_batch1"], 2),
         "onnx_best_vs_torch_best": round(max(best["onnx_batch1"], best["onnx_batch4"]) / max(v for k, v in best.items() if k.startswith("torch")), 2),
+        **({"int8_vs_torch_batch1": round(best["onnx_int8_batch1"] / best["torch_batch1"], 2),
+            "int8_vs_torch_batch4": round(best["onnx_int8_batch4"] / best["torch_batch4"], 2),
+            "int8_vs_onnx_batch1": round(best["onnx_int8_batch1"] / best["onnx_batch1"], 2)} if int8 is not None else {}),
+        **({"bf16_vs_torch_batch1": round(best["torch_bf16_batch1"] / best["torch_batch1"], 2)} if bf16 else {}),
     }
 
 
-def video_speed(onnx: Path, frames: int, rounds: int) -> dict[str, Any] | None:
+ORT_SETTINGS: dict[str, dict[str, Any]] = {
+    "default": {},  # detection.inference.predictor.onnx_session_options: intra = cores, inter 1, sequential
+    "intra1": {"intra_op_num_threads": 1},
+    "no_spinning": {"config": {"session.intra_op.allow_spinning": "0"}},
+    "parallel_inter2": {"execution_mode": "ORT_PARALLEL", "inter_op_num_threads": 2},
+    "intra_default": {"intra_op_num_threads": 0},  # onnxruntime's own choice (physical cores of the machine)
+}
+
+
+def session_predictor(path: Path, setting: dict[str, Any]) -> Predictor:
+    """``load_predictor(path)`` with its onnxruntime session built under other ``setting``s."""
+    import onnxruntime as ort
+
+    opts = onnx_session_options()
+    for key, value in setting.items():
+        if key == "config":
+            for k, v in value.items():
+                opts.add_session_config_entry(k, v)
+        else:
+            setattr(opts, key, getattr(ort.ExecutionMode, value) if key == "execution_mode" else value)
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=onnx_providers("cpu"))
+    names = [o.name for o in session.get_outputs()]
+    feed = session.get_inputs()[0].name
+    return dataclasses.replace(load_predictor(path), run=lambda chw: tuple(session.run(names, {feed: chw})))
+
+
+def ort_settings(graphs: dict[str, Path], paths: list[Path], rounds: int) -> dict[str, Any]:
+    """images/s at batch 1 of each graph under each of ``ORT_SETTINGS``, interleaved over ``rounds``."""
+    images = [read_image_rgb(p) for p in paths]
+    preds = {(g, name): session_predictor(path, s) for g, path in graphs.items() for name, s in ORT_SETTINGS.items()}
+    for p in preds.values():
+        p.predict_batch(images[:2], 0.5)
+    best: dict[tuple[str, str], float] = {}
+    for _ in range(rounds):
+        for key, pred in preds.items():
+            best[key] = max(best.get(key, 0.0), images_per_s(pred, images, 1))
+    return {
+        "settings": {k: str(v) for k, v in ORT_SETTINGS.items()},
+        "images_per_s": {f"{g}_{name}": round(v, 2) for (g, name), v in best.items()},
+        "vs_default": {f"{g}_{name}": round(v / best[(g, "default")], 2) for (g, name), v in best.items()},
+    }
+
+
+def video_speed(onnx: Path, frames: int, rounds: int) -> dict[str, Any] | None:  # fp32 or int8 .onnx alike
     video = SHARED / "videos" / "car-detection.mp4"
     if not video.is_file():
         return None
@@ -160,6 +233,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--parity", action="store_true", help="also check ONNX parity for several model families")
     ap.add_argument("--spread-only", action="store_true", help="parity only on the score-spread variant of each model")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed measurements")
+    ap.add_argument("--bf16", action="store_true", help="also torch eager under torch.autocast('cpu', bfloat16)")
+    ap.add_argument("--ort-settings", action="store_true", help="also fp32/int8 ONNX at batch 1 under several onnxruntime session settings")
     ap.add_argument("--out", type=Path, default=Path("reports/bench/inference.json"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -173,10 +248,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             pt = checkpoint(args.model, args.imgsz, tmp / "model.pt")
             onnx = tmp / "model.onnx"
             export_onnx(pt, onnx, paths[:2])
-            result["images"] = image_speed(pt, onnx, paths, args.rounds)
+            int8 = quantize_int8(onnx, tmp / "model.int8.onnx")
+            result["images"] = image_speed(pt, onnx, paths, args.rounds, int8=int8, bf16=args.bf16)
             print(json.dumps(result["images"]))
             result["video"] = video_speed(onnx, args.frames, args.rounds)
             print(json.dumps(result["video"]))
+            result["video_int8"] = video_speed(int8, args.frames, args.rounds)
+            print(json.dumps(result["video_int8"]))
+            if args.ort_settings:
+                result["ort_settings"] = ort_settings({"onnx": onnx, "onnx_int8": int8}, paths, args.rounds)
+                print(json.dumps(result["ort_settings"]))
         if args.parity:
             result["parity"] = ([] if args.spread_only else parity(tmp, spread=False)) + parity(tmp, spread=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

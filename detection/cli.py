@@ -267,12 +267,18 @@ def export(
     out_file: Annotated[Optional[Path], typer.Option("--out", help="ONNX file (params.yaml: export.out)")] = None,
     opset: Annotated[Optional[int], typer.Option(help="[params: export.opset]")] = None,
     torchscript: Annotated[Optional[bool], typer.Option("--torchscript/--no-torchscript", help="also write <stem>.torchscript.pt (params.yaml: export.torchscript)")] = None,
+    quantize: Annotated[Optional[str], typer.Option(help="none | int8: also write <stem>.int8.onnx, checked by mAP on valid (params.yaml: export.quantize)")] = None,
     data: DataOpt = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Export to ONNX and check onnxruntime against torch on valid images."""
-    p = _params(params, data, export={"weights": weights, "out": out_file, "opset": opset, "torchscript": torchscript})
-    _show("export", _run("export", p))
+    p = _params(params, data, export={"weights": weights, "out": out_file, "opset": opset, "torchscript": torchscript, "quantize": quantize})
+    result = _run("export", p)
+    _show("export", result)
+    if (q := result.get("int8")) is not None:
+        v, f = q.get("valid"), q["agreement"]["matched_fraction"]
+        agree = f"{f:.1%} of the detections agree" if f is not None else "no confident detection to compare"
+        out.print(f"int8: {q['onnx']}, {agree}" + (f", mAP@0.5 {v['fp32']['map50']:.4f} -> {v['int8']['map50']:.4f}" if v else ""))
 
 
 ClassesOpt = Annotated[Optional[list[str]], typer.Option("--classes", help="keep only these class names (repeat, or one comma-separated list)")]

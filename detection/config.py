@@ -162,6 +162,9 @@ class ExportParams(_Section):
     box_atol: float = Field(0.05, gt=0, description="max abs difference of box corners, torch vs ONNX (pixels)")
     score_atol: float = Field(1e-3, gt=0, description="max abs difference of scores, torch vs ONNX")
     torchscript: bool = Field(False, description="also write a TorchScript file beside the .onnx (<stem>.torchscript.pt)")
+    quantize: Literal["none", "int8"] = Field("none", description="int8: also write <stem>.int8.onnx (dynamic int8 MatMul/Gemm weights), checked by accuracy")
+    int8_map_tol: float = Field(0.01, description="int8: max drop of mAP@0.5 on the valid split, fp32 vs int8 ONNX")
+    int8_min_matched: float = Field(0.9, ge=0, le=1, description="int8: min fraction of confident detections (score >= 0.5) both graphs find on the check images")
 
 
 class VideoParams(_Section):

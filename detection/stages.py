@@ -77,10 +77,18 @@ def export(p: Params) -> Any:
     load_checkpoint(p.export.weights)  # a missing or corrupt checkpoint is named before the data is read
     data = load_dataset_config(p.data)
     names = images(read_table(data.valid))["image"].head(p.export.check_images)
-    return export_onnx(
+    result = export_onnx(
         p.export.weights, p.export.out, [data.root / n for n in names], opset=p.export.opset,
         box_atol=p.export.box_atol, score_atol=p.export.score_atol, report=p.export.report, torchscript=p.export.torchscript,
     )
+    if p.export.quantize == "int8":  # <stem>.int8.onnx, checked against the fp32 graph on the check images and by mAP on valid
+        from detection.export.quantize import quantize_export
+
+        result["int8"] = quantize_export(
+            p.export.out, [data.root / n for n in names], valid=data.valid, images_root=data.root,
+            map_tol=p.export.int8_map_tol, min_matched=p.export.int8_min_matched, report=p.export.report,
+        )
+    return result
 
 
 def infer_video(p: Params) -> Any:
