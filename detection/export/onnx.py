@@ -21,7 +21,9 @@ detection the graph returns is compared), matched by label and IoU (``detection.
 assignment, not the rank, since near-tied scores come back in either order on another CPU); the
 export fails on a real mismatch: a detection one runtime has and the other has not (other than at the
 detection cap or the score threshold), a box corner more than ``box_atol`` pixels off, or a score more
-than ``score_atol`` off.
+than ``score_atol`` off. The graph is traced on the first check image; when all check images have
+one size, a crop of the first one to another size and aspect is checked too (``with_other_size``), so
+that a size baked in at trace time cannot pass unseen.
 
 One fix to torchvision's traced resize (``_TraceableTransform``, used only while exporting): it
 computes the scale as ``float / tensor``, which the exporter turns into a float32 reciprocal times a
@@ -42,6 +44,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
@@ -172,7 +175,7 @@ def export_onnx(
     if not check_images:
         raise DetectionError("export needs at least one real image for the parity check", hint="pass check images (the valid split's)")
     model, meta = load_model(weights, "cpu")  # a bad checkpoint is named first
-    images = {p: read_image_rgb(p) for p in check_images}  # fail early, naming a bad image
+    images = with_other_size({p: read_image_rgb(p) for p in check_images})  # fail early, naming a bad image
     torch_pred = torch_predictor(model, meta, weights)
     with atomic_path(out) as tmp:
         start = time.perf_counter()
@@ -234,6 +237,18 @@ def export_onnx(
     if torchscript:
         export_torchscript(model, torchscript_path(out), torch.from_numpy(to_chw_float(images[check_images[0]])))
     return result
+
+
+def with_other_size(images: dict[Path, np.ndarray]) -> dict[Path, np.ndarray]:
+    """``images``, plus, when they all have one size, a crop of the first one to another size and aspect
+    (its left 3/5, full height), named ``<image>#crop<W>x<H>``: the graph is traced on the first image,
+    so a size baked in at trace time fails the check instead of passing unseen."""
+    first = next(iter(images))
+    if len({im.shape[:2] for im in images.values()}) > 1 or min(images[first].shape[:2]) < 16:
+        return images
+    h, w = images[first].shape[:2]
+    crop = np.ascontiguousarray(images[first][:, : max(8, w * 3 // 5)])
+    return {**images, first.with_name(f"{first.name}#crop{crop.shape[1]}x{h}"): crop}
 
 
 def torchscript_path(onnx_path: Path) -> Path:

@@ -56,8 +56,9 @@ class Match:
     ok: bool  # nothing unmatched but borderline ones, diffs within the tolerances
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (len(a), len(b)) of ``x1, y1, x2, y2`` boxes, in float64."""
+def box_iou(a: np.ndarray, b: np.ndarray, same_atol: float = 1e-3) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of ``x1, y1, x2, y2`` boxes, in float64. Two boxes without area
+    (IoU undefined) whose corners agree to ``same_atol`` pixels count as IoU 1."""
     a, b = a.astype(np.float64), b.astype(np.float64)
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
@@ -65,16 +66,16 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
     area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
-    same = np.abs(a[:, None, :] - b[None, :, :]).max(axis=2, initial=0.0) <= 1e-3  # equal boxes, zero-area ones too
+    same = np.abs(a[:, None, :] - b[None, :, :]).max(axis=2, initial=0.0) <= same_atol  # equal boxes, zero-area ones too
     return np.where(union > 0, inter / np.where(union > 0, union, 1), same.astype(np.float64))
 
 
-def _pairs(a: Detections, b: Detections, iou_min: float) -> list[tuple[int, int]]:
+def _pairs(a: Detections, b: Detections, iou_min: float, same_atol: float = 1e-3) -> list[tuple[int, int]]:
     """Matched index pairs: an optimal assignment on 1 - IoU within each label, IoU >= ``iou_min``."""
     pairs = []
     for label in np.intersect1d(a.labels, b.labels):
         ia, ib = np.flatnonzero(a.labels == label), np.flatnonzero(b.labels == label)
-        iou = box_iou(a.boxes[ia], b.boxes[ib])
+        iou = box_iou(a.boxes[ia], b.boxes[ib], same_atol)
         rows, cols = linear_sum_assignment(1.0 - iou)
         pairs += [(int(ia[r]), int(ib[c])) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= iou_min]
     return pairs
@@ -103,7 +104,7 @@ def match_detections(
     max_swaps: int | None = None,
 ) -> Match:
     """Match ``a`` with ``b`` by label and IoU and judge parity (see the module docstring)."""
-    pairs = np.array(_pairs(a, b, iou_min), int).reshape(-1, 2)
+    pairs = np.array(_pairs(a, b, iou_min, box_atol), int).reshape(-1, 2)  # boxes clipped flat at the border: by corners
     box_d = np.abs(a.boxes[pairs[:, 0]] - b.boxes[pairs[:, 1]]).max(axis=1, initial=0.0)
     score_d = np.abs(a.scores[pairs[:, 0]] - b.scores[pairs[:, 1]])
     loose = (box_d > box_atol) | (score_d > score_atol)

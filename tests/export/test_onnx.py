@@ -17,7 +17,7 @@ import detection.export.onnx as export_mod
 from detection.data.sample import make_sample
 from detection.engine.checkpoint import save_checkpoint
 from detection.errors import DetectionError
-from detection.export.onnx import detection_cap, export_onnx, score_floor
+from detection.export.onnx import detection_cap, export_onnx, score_floor, with_other_size
 from detection.export.parity import check_parity
 from detection.engine.checkpoint import load_model
 from detection.data.images import read_image_rgb
@@ -190,3 +190,13 @@ def test_graph_returns_empty_outputs_when_nothing_passes(tmp_path: Path) -> None
     sess = ort.InferenceSession(str(tmp_path / "empty.onnx"), providers=["CPUExecutionProvider"])
     boxes, labels, scores = sess.run(None, {"images": np.random.default_rng(0).random((3, 120, 200), dtype=np.float32)})
     assert boxes.shape == (0, 4) and labels.shape == scores.shape == (0,)
+
+
+def test_check_images_of_one_size_get_a_crop_of_another_aspect(tmp_path: Path) -> None:
+    one = {tmp_path / "a.png": np.zeros((96, 160, 3), np.uint8), tmp_path / "b.png": np.ones((96, 160, 3), np.uint8)}
+    grown = with_other_size(one)
+    assert list(grown)[:2] == list(one) and len(grown) == 3
+    crop = grown[tmp_path / "a.png#crop96x96"]
+    assert crop.shape == (96, 96, 3) and crop.flags["C_CONTIGUOUS"]
+    two = {**one, tmp_path / "c.png": np.zeros((120, 200, 3), np.uint8)}
+    assert with_other_size(two) == two  # two sizes already: nothing added

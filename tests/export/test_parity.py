@@ -144,3 +144,13 @@ def test_one_nms_swap_of_equal_scores_is_tolerated_many_are_not() -> None:
     shifted = Detections(a.boxes + np.float32(0.7), a.scores, a.labels, a.names)
     m = match_detections(a, shifted, box_atol=1e-3, score_atol=1e-3)
     assert m.swaps == 60 and m.max_box_diff == pytest.approx(0.7, abs=1e-4) and not m.ok
+
+
+def test_flat_boxes_at_the_border_match_within_the_box_tolerance() -> None:
+    """Boxes clipped flat at the image border have no IoU; two runtimes' copies match by their corners."""
+    a = dets([[200, 0, 200, 96.427], [10, 10, 40, 40]], [0.9, 0.8], [1, 1])
+    b = dets([[200, 0, 200, 96.430], [10, 10, 40, 40]], [0.9, 0.8], [1, 1])
+    m = match_detections(a, b, box_atol=0.05)
+    assert (m.matched, m.unmatched_a, m.unmatched_b) == (2, 0, 0) and m.ok
+    far = dets([[200, 0, 200, 97.0], [10, 10, 40, 40]], [0.9, 0.8], [1, 1])
+    assert not match_detections(a, far, box_atol=0.05).ok  # a flat box 0.57 px off is a difference
