@@ -62,7 +62,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "compile": {"compile": True},
     "roi128": {"roi_batch": 128},
     "rpn1000": {"rpn_post_nms": 1000},
-    "fast": {"roi_batch": 128, "rpn_post_nms": 1000},
+    "fast": {"speed": "fast"},  # train.speed: fast (detection.engine.tuning.SPEED_PRESETS)
     "fast_bf16": {"roi_batch": 128, "rpn_post_nms": 1000, "amp": "on"},
     "fast_channels_last": {"roi_batch": 128, "rpn_post_nms": 1000, "channels_last": True},
     "single_thread_roi_align": {"threaded_roi_align": False},
@@ -144,7 +144,7 @@ def _setup_ours(name: str, dataset, args, levers: dict[str, Any]) -> dict[str, A
     p = TrainParams(batch=args.batch, imgsz=args.imgsz, **levers)
     torch.manual_seed(0)
     model = build_model(name, num_classes=len(NAMES) + 1, imgsz=args.imgsz).to(args.device)
-    apply_speed_params(model, p.roi_batch, p.rpn_batch, p.rpn_post_nms, p.channels_last, p.threaded_roi_align)
+    apply_speed_params(model, p.roi_batch, p.rpn_batch, p.rpn_post_nms, p.channels_last, p.threaded_roi_align, p.speed)
     if compile_backbone:
         model.backbone.compile()
     dtype = amp_dtype(p.amp, torch.device(args.device))
