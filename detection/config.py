@@ -137,6 +137,7 @@ class TrainParams(_Section):
     roi_batch: int | None = Field(None, ge=1, description="RoIs sampled per image for the box head (torchvision: 512); null: the model's")
     rpn_batch: int | None = Field(None, ge=1, description="anchors sampled per image for the RPN loss (torchvision: 256); null: the model's")
     rpn_post_nms: int | None = Field(None, ge=1, description="proposals kept per image in training (torchvision: 2000); null: the model's")
+    speed: Literal["default", "fast"] = Field("default", description="lever preset: fast = roi_batch 128, rpn_post_nms 1000 (explicit values win)")
     channels_last: bool = Field(False, description="channels-last memory format for the convolutions")
     threaded_roi_align: bool = Field(True, description="multi-threaded CPU RoIAlign (results identical to torchvision's)")
     nproc: int = Field(1, ge=1, description="processes (devices) for DDP: >1 relaunches the train verb under torchrun")

@@ -93,9 +93,14 @@ def mean_over_ranks(info: Dist, values: dict[str, float]) -> dict[str, float]:
 
 
 def wrap(model: nn.Module, info: Dist, device: torch.device, sync_bn: bool = False) -> nn.Module:
+    """DDP around ``model`` when distributed; ``sync_bn`` converts BatchNorm to SyncBatchNorm, which torch
+    runs on accelerators only: on the CPU (gloo) it is ignored with a warning, each process keeping its own
+    batch statistics."""
     if not info.enabled:
         return model
-    if sync_bn:
+    if sync_bn and device.type == "cpu":
+        log.warning("train.sync_bn ignored on the CPU: torch's SyncBatchNorm needs an accelerator (CUDA/XPU); each process keeps its own BatchNorm statistics")
+    elif sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)

@@ -98,7 +98,7 @@ def _train(data: DatasetConfig, model_params: ModelParams, params: TrainParams, 
         model_params.name, num_classes=len(names) + 1, weights=model_params.weights, imgsz=params.imgsz,
         trainable_layers=model_params.trainable_layers, num_keypoints=len(kp) if kp else None,
     ).to(device)  # fmt: skip
-    apply_speed_params(bare, params.roi_batch, params.rpn_batch, params.rpn_post_nms, params.channels_last, params.threaded_roi_align)
+    apply_speed_params(bare, params.roi_batch, params.rpn_batch, params.rpn_post_nms, params.channels_last, params.threaded_roi_align, params.speed)
     if info.enabled:
         torch.manual_seed(params.seed + info.rank)  # other RoI samples per process; DDP copies rank 0's weights
     model = distributed.wrap(bare, info, device, params.sync_bn)

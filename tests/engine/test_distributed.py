@@ -45,3 +45,15 @@ def test_two_process_gloo_run_trains_evaluates_and_writes_one_set_of_outputs(tin
     summary = predict(src, tmp_path / "models/best.pt", tmp_path / "pred", threshold=0.0)
     assert summary["images"] == 2 and summary["backend"] == "torch"
     assert torch.load(tmp_path / "models/best.pt", weights_only=True)["class_names"] == tiny_data.names
+
+
+def test_sync_bn_on_cpu_gloo_is_ignored_with_a_warning(tiny_data: DatasetConfig, tmp_path: Path) -> None:
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(tiny_data.model_dump(mode="json")))
+    train = {"epochs": 1, "batch": 2, "imgsz": 96, "warmup_iters": 1, "device": "cpu", "sync_bn": True, "val_loss": False, "dvclive": False,
+             "out": str(tmp_path / "models"), "reports": str(tmp_path / "reports")}  # fmt: skip
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": str(tmp_path / "data.yaml"), "train": train}))
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node=2", "-m", "detection", "train", "--params", str(tmp_path / "params.yaml")]
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]  # torch's SyncBatchNorm would raise at the first CPU forward
+    assert "train.sync_bn ignored on the CPU" in done.stderr
+    assert list(pd.read_csv(tmp_path / "reports/history.csv")["epoch"]) == [1]
