@@ -26,6 +26,7 @@ from detection.data.formats.gtsdb import GTSDB_CLASSES, read_gtsdb, write_gtsdb
 from detection.data.formats.kpjson import read_kpjson, write_kpjson
 from detection.data.formats.voc import read_voc, write_voc
 from detection.data.formats.yolo import read_yolo, write_yolo
+from detection.data.keypoints import COCO_KEYPOINTS, table_count
 from detection.data.problems import Problems
 from detection.data.table import has_box, normalize
 from detection.data.validate import check_dataset, statistics, write_report
@@ -149,7 +150,7 @@ def convert(
     outputs = {f: str(WRITERS[f](df, out, names, root, images)) for f in dict.fromkeys(["csv", *to])}
     report = {**report, "on_error": on_error, "policy": dict(policy or {}), "class_names": names, "outputs": outputs}
     if write_config is not None:
-        report["config"] = str(dataset_config(write_config, src, fmt, root, names, split_out))
+        report["config"] = str(dataset_config(write_config, src, fmt, root, names, split_out, table_count(df, str(src))))
     report = write_report(report, df, root, out, plots=plots)
     log.info("convert %s (%s): %d images, %d boxes, %d empty, %d skipped, %d warnings -> %s",
              src, fmt, report["images"], report["boxes"], report["empty_images"], report["skipped"], report.get("warnings", 0), out)  # fmt: skip
@@ -163,9 +164,10 @@ def rebase(df: pd.DataFrame, old: Path, new: Path) -> pd.DataFrame:
     return df.assign(image=df["image"].map(mapping))
 
 
-def dataset_config(path: Path, src: Path, fmt: str, root: Path, names: Sequence[str], tables: Path) -> Path:
+def dataset_config(path: Path, src: Path, fmt: str, root: Path, names: Sequence[str], tables: Path, keypoints: int | None = None) -> Path:
     """Write the dataset config that ``convert`` inferred (format, images root, class names, the split
-    stage's tables in ``tables``)."""
+    stage's tables in ``tables``; with ``keypoints`` per box, their default names, COCO person's for
+    17, and a commented ``keypoint_flip`` to fill in for flip augmentation)."""
     src = Path(src).resolve()
     config = {
         "name": (src.parent.name if src.is_file() else src.name) or "dataset",
@@ -175,7 +177,13 @@ def dataset_config(path: Path, src: Path, fmt: str, root: Path, names: Sequence[
         "train": str(Path(tables) / "train.csv"),
         "valid": str(Path(tables) / "valid.csv"),
     }
-    write_text(path, "# written by `detection convert --write-config`\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    tail = ""
+    if keypoints:
+        config["keypoints"] = list(COCO_KEYPOINTS) if keypoints == 17 else [f"kp{k}" for k in range(keypoints)]
+        if keypoints != 17:  # COCO person's flip map is known; others need one before a flip augmentation
+            tail = "# keypoint_flip: [[kp0, kp1]]  # pairs a mirror swaps (left/right); needed when train.hflip or augment.vflip > 0\n"
+    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    write_text(path, "# written by `detection convert --write-config`\n" + text + tail)
     log.info("wrote the inferred dataset config -> %s", path)
     return Path(path)
 

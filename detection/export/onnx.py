@@ -13,7 +13,8 @@ Exporter choice (checked with torch 2.14.1, torchvision 0.29.1, onnx 1.23, onnxr
 
 The graph takes one CHW float32 image in [0, 1] (RGB) with dynamic height and width, and returns
 ``boxes`` (N, 4, pixels of the input image), ``labels`` (N,, int64, 1..num_classes) and ``scores``
-(N,). Resizing and normalisation are inside the graph. ``metadata_props`` carry what inference
+(N,); a keypoint model also ``keypoints`` (N, K, 3: x, y in pixels, and the keypoint score, the
+heatmap's peak logit, as torchvision's ``keypoints_scores``). Resizing and normalisation are inside the graph. ``metadata_props`` carry what inference
 needs (keys in ``detection.inference.predictor.ONNX_META``).
 
 Parity: both backends run on real images through the same ``Predictor`` code (threshold 0, so every
@@ -59,6 +60,7 @@ from detection.errors import DetectionError
 from detection.export.parity import check_parity, describe_failures
 from detection.inference.predictor import (
     ONNX_INPUT,
+    ONNX_KEYPOINTS,
     ONNX_OUTPUTS,
     load_predictor,
     onnx_metadata,
@@ -72,6 +74,7 @@ log = logging.getLogger(__name__)
 
 EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript-based)"
 MIN_OPSET = 11
+KEYPOINT_ATOL = 1.5  # pixels: a keypoint is a heatmap argmax, which moves in steps of about one pixel (parity.py)
 
 
 class _TraceableTransform(GeneralizedRCNNTransform):
@@ -93,8 +96,20 @@ class _TraceableTransform(GeneralizedRCNNTransform):
         return F.interpolate(image[None], size=(size[0], size[1]), mode="bilinear", align_corners=False)[0], None
 
 
+def has_keypoints(model: nn.Module) -> bool:
+    """Whether ``model`` is a keypoint detector (torchvision's Keypoint R-CNN: a keypoint predictor)."""
+    return getattr(getattr(model, "roi_heads", None), "keypoint_predictor", None) is not None
+
+
+def output_names(model: nn.Module) -> list[str]:
+    """The exported graph's outputs: ``boxes``, ``labels``, ``scores`` (and ``keypoints``)."""
+    return [*ONNX_OUTPUTS, ONNX_KEYPOINTS] if has_keypoints(model) else list(ONNX_OUTPUTS)
+
+
 class _FlatOutputs(nn.Module):
-    """A torchvision detector as ``image (3, H, W) -> (boxes, labels, scores)`` for a flat ONNX graph."""
+    """A torchvision detector as ``image (3, H, W) -> (boxes, labels, scores[, keypoints])`` for a flat
+    ONNX graph; keypoints as ``(N, K, 3)``: x, y and the keypoint score (torchvision's third keypoint
+    column, the constant visibility 1, replaced by ``keypoints_scores``)."""
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
@@ -102,9 +117,12 @@ class _FlatOutputs(nn.Module):
         if isinstance(getattr(detector, "transform", None), GeneralizedRCNNTransform):
             self.detector.transform = _TraceableTransform.of(detector.transform)
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.detector([image])[0]
-        return out["boxes"], out["labels"], out["scores"]
+        if "keypoints" not in out:
+            return out["boxes"], out["labels"], out["scores"]
+        points = torch.cat([out["keypoints"][..., :2], out["keypoints_scores"][..., None]], dim=-1)
+        return out["boxes"], out["labels"], out["scores"], points
 
 
 def export_graph(model: nn.Module, out: Path, example: torch.Tensor, opset: int) -> None:
@@ -112,6 +130,7 @@ def export_graph(model: nn.Module, out: Path, example: torch.Tensor, opset: int)
     if opset < MIN_OPSET:
         raise DetectionError(f"ONNX opset {opset} is too old for torchvision detectors", hint=f"use opset >= {MIN_OPSET} (default 17)")
     n = "num_detections"
+    names = output_names(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation of this exporter, tracer warnings torchvision expects
         try:
@@ -122,8 +141,8 @@ def export_graph(model: nn.Module, out: Path, example: torch.Tensor, opset: int)
                 dynamo=False,
                 opset_version=opset,
                 input_names=[ONNX_INPUT],
-                output_names=list(ONNX_OUTPUTS),
-                dynamic_axes={ONNX_INPUT: {1: "height", 2: "width"}, "boxes": {0: n}, "labels": {0: n}, "scores": {0: n}},
+                output_names=names,
+                dynamic_axes={ONNX_INPUT: {1: "height", 2: "width"}, **{name: {0: n} for name in names}},
                 do_constant_folding=True,
             )
         except RuntimeError as exc:
@@ -181,7 +200,7 @@ def export_onnx(
         start = time.perf_counter()
         export_graph(model, tmp, torch.from_numpy(to_chw_float(images[check_images[0]])), opset)
         graph = onnx.load(str(tmp))
-        onnx.helper.set_model_props(graph, onnx_metadata(meta["model_name"], meta["class_names"], meta["imgsz"], weights))
+        onnx.helper.set_model_props(graph, onnx_metadata(meta["model_name"], meta["class_names"], meta["imgsz"], weights, meta.get("keypoints")))
         onnx.checker.check_model(graph, full_check=True)
         onnx.save(graph, str(tmp))
         export_s = time.perf_counter() - start
@@ -194,7 +213,7 @@ def export_onnx(
                 hint="opsets 11 to 21 are known to work; the default is 17",
             ) from None
         floor, cap = score_floor(model), detection_cap(model)
-        rows = check_parity(torch_pred, onnx_pred, images, box_atol, score_atol, score_floor=floor, cap=cap)
+        rows = check_parity(torch_pred, onnx_pred, images, box_atol, score_atol, score_floor=floor, cap=cap, keypoint_atol=KEYPOINT_ATOL)
         result = {
             "ok": all(r["ok"] for r in rows),
             "onnx": str(out),
@@ -208,7 +227,7 @@ def export_onnx(
             "batch": "one image per run: the graph's outputs are per image and of variable length (torchvision detectors), so no batch axis",
             "size_rule": size_rule(int(meta["imgsz"])),
             "torchscript": str(torchscript_path(out)) if torchscript else None,
-            "outputs": list(ONNX_OUTPUTS),
+            "outputs": output_names(model),
             "file_size_bytes": tmp.stat().st_size,
             "export_seconds": round(export_s, 2),
             "providers": onnx_pred.providers,
@@ -223,6 +242,7 @@ def export_onnx(
             "unmatched_onnx": sum(r["unmatched_onnx"] for r in rows),
             "max_box_diff_px": max(r["max_box_diff_px"] for r in rows),
             "max_score_diff": max(r["max_score_diff"] for r in rows),
+            **_keypoint_summary(rows),
             "images": rows,
         }
         if report is not None:
@@ -237,6 +257,17 @@ def export_onnx(
     if torchscript:
         export_torchscript(model, torchscript_path(out), torch.from_numpy(to_chw_float(images[check_images[0]])))
     return result
+
+
+def _keypoint_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The largest keypoint differences over the check images (a keypoint model's report only)."""
+    if not rows or "max_keypoint_diff_px" not in rows[0]:
+        return {}
+    return {
+        "keypoint_atol_px": KEYPOINT_ATOL,
+        "max_keypoint_diff_px": max(r["max_keypoint_diff_px"] for r in rows),
+        "max_keypoint_score_diff": max(r["max_keypoint_score_diff"] for r in rows),
+    }
 
 
 def with_other_size(images: dict[Path, np.ndarray]) -> dict[Path, np.ndarray]:

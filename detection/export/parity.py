@@ -21,6 +21,11 @@ detections. Comparing by rank then reports a difference that is none. So:
 4. Parity holds when nothing is unmatched but borderline detections, and over the matched pairs the
    largest box-corner difference is <= ``box_atol`` pixels and the largest score difference is
    <= ``score_atol``.
+5. A keypoint model's matched pairs also compare their keypoints: the keypoint score (the heatmap's
+   peak) within ``score_atol``, the position within ``keypoint_atol`` pixels. A position is the argmax
+   of the heatmap upsampled to the box, so it moves in steps of about one pixel, and two runtimes can
+   pick neighbouring cells of a flat peak: ``keypoint_atol`` defaults to 1.5 px (one step, with
+   rounding), and the report gives the largest difference.
 """
 
 from __future__ import annotations
@@ -53,7 +58,9 @@ class Match:
     swaps: int  # pairs outside the box tolerance with tied scores (NMS kept another of two equal proposals)
     max_box_diff: float  # pixels, over matched pairs (0 when none)
     max_score_diff: float
-    ok: bool  # nothing unmatched but borderline ones, diffs within the tolerances
+    ok: bool
+    max_keypoint_diff: float = 0.0  # pixels, over the keypoints of matched pairs (keypoint models)
+    max_keypoint_score_diff: float = 0.0  # nothing unmatched but borderline ones, diffs within the tolerances
 
 
 def box_iou(a: np.ndarray, b: np.ndarray, same_atol: float = 1e-3) -> np.ndarray:
@@ -102,6 +109,7 @@ def match_detections(
     score_floor: float | None = None,
     cap: int | None = None,
     max_swaps: int | None = None,
+    keypoint_atol: float = 1.5,
 ) -> Match:
     """Match ``a`` with ``b`` by label and IoU and judge parity (see the module docstring)."""
     pairs = np.array(_pairs(a, b, iou_min, box_atol), int).reshape(-1, 2)  # boxes clipped flat at the border: by corners
@@ -116,6 +124,7 @@ def match_detections(
     swaps = int(swapped.sum())
     if 0 < swaps <= budget:  # within the budget: ties, left out of the diffs; above it: a real difference
         box_d, score_d = box_d[~swapped], score_d[~swapped]
+    kp_diff, kp_score_diff = _keypoint_diffs(a, b, pairs[~swapped] if 0 < swaps <= budget else pairs)
     rest_a = np.setdiff1d(np.arange(len(a)), pairs[:, 0])
     rest_b = np.setdiff1d(np.arange(len(b)), pairs[:, 1])
     edge_a = _borderline(a.scores[rest_a], b.scores, score_floor, cap, score_atol)
@@ -123,6 +132,7 @@ def match_detections(
     box_diff = float(box_d.max(initial=0.0))
     score_diff = float(score_d.max(initial=0.0))
     unmatched_a, unmatched_b = int((~edge_a).sum()), int((~edge_b).sum())
+    kp_ok = kp_diff <= keypoint_atol and kp_score_diff <= score_atol
     return Match(
         matched=len(pairs),
         unmatched_a=unmatched_a,
@@ -132,8 +142,19 @@ def match_detections(
         swaps=swaps,
         max_box_diff=box_diff,
         max_score_diff=score_diff,
-        ok=unmatched_a == 0 and unmatched_b == 0 and box_diff <= box_atol and score_diff <= score_atol,
+        ok=unmatched_a == 0 and unmatched_b == 0 and box_diff <= box_atol and score_diff <= score_atol and kp_ok,
+        max_keypoint_diff=kp_diff,
+        max_keypoint_score_diff=kp_score_diff,
     )
+
+
+def _keypoint_diffs(a: Detections, b: Detections, pairs: np.ndarray) -> tuple[float, float]:
+    """The largest keypoint position (pixels) and keypoint score differences over the matched ``pairs``
+    (0, 0 when the detections carry no keypoints)."""
+    if a.keypoints is None or b.keypoints is None or not len(pairs):
+        return 0.0, 0.0
+    ka, kb = a.keypoints[pairs[:, 0]].astype(np.float64), b.keypoints[pairs[:, 1]].astype(np.float64)
+    return float(np.abs(ka[..., :2] - kb[..., :2]).max(initial=0.0)), float(np.abs(ka[..., 2] - kb[..., 2]).max(initial=0.0))
 
 
 def _timed_predict(predictor: Predictor, image: np.ndarray) -> tuple[Detections, float]:
@@ -152,6 +173,7 @@ def check_parity(
     iou_min: float = 0.5,
     score_floor: float | None = None,
     cap: int | None = None,
+    keypoint_atol: float = 1.5,
 ) -> list[dict[str, Any]]:
     """Run both predictors on each RGB image (threshold 0: every detection the graph returns); one
     record per image: counts, the match, max diffs, timings and ``ok``."""
@@ -162,7 +184,7 @@ def check_parity(
             _timed_predict(onnx_pred, image)
         t_det, t_ms = _timed_predict(torch_pred, image)
         o_det, o_ms = _timed_predict(onnx_pred, image)
-        m = match_detections(t_det, o_det, box_atol=box_atol, score_atol=score_atol, iou_min=iou_min, score_floor=score_floor, cap=cap)
+        m = match_detections(t_det, o_det, box_atol=box_atol, score_atol=score_atol, iou_min=iou_min, score_floor=score_floor, cap=cap, keypoint_atol=keypoint_atol)
         fields = {k[:-2] + ("_torch" if k.endswith("_a") else "_onnx"): v for k, v in asdict(m).items() if k.endswith(("_a", "_b"))}
         rows.append(
             {
@@ -176,6 +198,7 @@ def check_parity(
                 **fields,
                 "max_box_diff_px": m.max_box_diff,
                 "max_score_diff": m.max_score_diff,
+                **({"max_keypoint_diff_px": m.max_keypoint_diff, "max_keypoint_score_diff": m.max_keypoint_score_diff} if t_det.keypoints is not None else {}),
                 "torch_ms": round(t_ms, 2),
                 "onnx_ms": round(o_ms, 2),
                 "ok": m.ok,
@@ -196,5 +219,6 @@ def describe_failures(rows: list[dict[str, Any]], most: int = 3) -> str:
         f"{Path(r['image']).name}: {r['torch_detections']} torch vs {r['onnx_detections']} onnx detections, "
         f"{r['matched']} matched, unmatched {r['unmatched_torch']} torch / {r['unmatched_onnx']} onnx, "
         f"box diff {r['max_box_diff_px']:.3g} px, score diff {r['max_score_diff']:.3g}"
+        + (f", keypoint diff {r['max_keypoint_diff_px']:.3g} px, keypoint score diff {r['max_keypoint_score_diff']:.3g}" if "max_keypoint_diff_px" in r else "")
         for r in bad
     )

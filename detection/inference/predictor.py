@@ -32,13 +32,15 @@ ONNX_META = {
     "imgsz": "detection.imgsz",
     "source": "detection.source_checkpoint",
     "size_rule": "detection.size_rule",
+    "keypoints": "detection.keypoints",  # a keypoint model's names, flip map and OKS sigmas (JSON)
 }
 ONNX_FORMAT = "detection-onnx/1"
 ONNX_INPUT = "images"
 ONNX_OUTPUTS = ("boxes", "labels", "scores")
+ONNX_KEYPOINTS = "keypoints"  # a keypoint model's fourth output: (N, K, 3) x, y (pixels), keypoint score
 
 # A backend maps a CHW float32 image in [0, 1] to (boxes (N, 4), labels (N,), scores (N,)), and a
-# keypoint model's torch backend adds keypoints (N, K, 3).
+# keypoint model's backend (torch or onnx) adds keypoints (N, K, 3).
 RunFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 # A batched backend maps several such images to one such tuple per image.
 RunManyFn = Callable[[list[np.ndarray]], list[tuple[np.ndarray, ...]]]
@@ -52,7 +54,7 @@ class Detections:
     scores: np.ndarray  # float32 (N,)
     labels: np.ndarray  # int64 (N,), 1..num_classes (0 is background and never returned)
     names: list[str]
-    keypoints: np.ndarray | None = None  # float32 (N, K, 3): x, y (pixels), score, of a keypoint model (torch backend)
+    keypoints: np.ndarray | None = None  # float32 (N, K, 3): x, y (pixels), score, of a keypoint model
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -237,19 +239,23 @@ def _load_onnx(weights: Path, device: str) -> Predictor:
         raise DetectionError(f"{weights}: broken metadata in the ONNX model ({exc})", hint="re-export it with `detection export`") from None
     input_name = session.get_inputs()[0].name
     output_names = [o.name for o in session.get_outputs()]
-    if tuple(output_names) != ONNX_OUTPUTS:
-        raise DetectionError(f"{weights}: expected ONNX outputs {list(ONNX_OUTPUTS)}, found {output_names}", hint="re-export it with `detection export`")
+    if tuple(output_names) not in (ONNX_OUTPUTS, (*ONNX_OUTPUTS, ONNX_KEYPOINTS)):
+        raise DetectionError(
+            f"{weights}: expected ONNX outputs {list(ONNX_OUTPUTS)} (and {ONNX_KEYPOINTS!r} for a keypoint model), found {output_names}",
+            hint="re-export it with `detection export`",
+        )
 
-    def run(chw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        boxes, labels, scores = session.run(output_names, {input_name: chw})
-        return boxes, labels, scores
+    def run(chw: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(session.run(output_names, {input_name: chw}))
 
     return Predictor(weights, "onnx", model_name, class_names, imgsz, run, providers=session.get_providers())
 
 
-def onnx_metadata(model_name: str, class_names: list[str], imgsz: int, source: Path) -> dict[str, str]:
-    """The ``metadata_props`` that ``load_predictor`` needs, for the exporter to write."""
-    return {
+def onnx_metadata(model_name: str, class_names: list[str], imgsz: int, source: Path, keypoints: dict[str, Any] | None = None) -> dict[str, str]:
+    """The ``metadata_props`` that ``load_predictor`` needs, for the exporter to write (``keypoints``:
+    a keypoint model's ``KeypointSpec.to_dict()``, kept for the tools that read the file)."""
+    extra = {} if keypoints is None else {ONNX_META["keypoints"]: json.dumps(keypoints)}
+    return extra | {
         ONNX_META["format"]: ONNX_FORMAT,
         ONNX_META["model_name"]: model_name,
         ONNX_META["class_names"]: json.dumps(list(class_names)),

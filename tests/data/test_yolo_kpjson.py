@@ -163,3 +163,13 @@ def test_convert_rebases_images_onto_the_config_root(tmp_path: Path) -> None:
     table = read_table(tmp_path / "out" / "annotations.csv")
     assert list(table["image"]) == ["images/a.jpg"] and report["rebased_from"] == str(tmp_path / "ds" / "images")
     assert (tmp_path / "ds" / table["image"].iloc[0]).is_file()
+
+
+def test_convert_kpjson_without_config_writes_keypoint_names(kp: Path, tmp_path: Path) -> None:
+    from detection.config import load_dataset_config
+    from detection.data.keypoints import keypoint_spec
+
+    convert(kp, tmp_path / "interim", "kpjson", None, write_config=tmp_path / "ds.yaml")
+    config = load_dataset_config(tmp_path / "ds.yaml")
+    assert config.keypoints == ["kp0", "kp1", "kp2"] and "# keypoint_flip:" in (tmp_path / "ds.yaml").read_text()
+    assert keypoint_spec(config).names == ("kp0", "kp1", "kp2")  # the written config is one the keypoint model takes

@@ -154,3 +154,20 @@ def test_flat_boxes_at_the_border_match_within_the_box_tolerance() -> None:
     assert (m.matched, m.unmatched_a, m.unmatched_b) == (2, 0, 0) and m.ok
     far = dets([[200, 0, 200, 97.0], [10, 10, 40, 40]], [0.9, 0.8], [1, 1])
     assert not match_detections(a, far, box_atol=0.05).ok  # a flat box 0.57 px off is a difference
+
+
+def test_keypoints_of_matched_pairs_are_compared_in_any_order() -> None:
+    a = crowd(20)
+    points = np.random.default_rng(4).uniform(0, 90, (len(a), 5, 3)).astype(np.float32)
+    a = Detections(a.boxes, a.scores, a.labels, a.names, points)
+    order = np.random.default_rng(5).permutation(len(a))
+    near = points[order].copy()
+    near[..., :2] += 1.0  # one heatmap step: within keypoint_atol
+    m = match_detections(a, Detections(a.boxes[order], a.scores[order], a.labels[order], [a.names[i] for i in order], near))
+    assert m.ok and m.max_keypoint_diff == pytest.approx(1.0, abs=1e-4) and m.max_keypoint_score_diff == 0
+    far, logit = near.copy(), points[order].copy()
+    far[3, 2, 0] += 2.0  # one keypoint of one detection moved 3 px
+    logit[7, 1, 2] += 0.01  # one keypoint score changed
+    for changed in (far, logit):
+        m = match_detections(a, Detections(a.boxes[order], a.scores[order], a.labels[order], [a.names[i] for i in order], changed))
+        assert not m.ok and m.matched == len(a)

@@ -59,7 +59,7 @@ def test_int8_file_with_metadata_and_accuracy_figures(project: Path) -> None:
     ops = {n.op_type for n in graph.graph.node}
     assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops and "Gemm" not in ops and "Conv" in ops  # box head int8, convolutions float
     meta, meta_fp32 = ({p.key: p.value for p in onnx.load(str(f)).metadata_props} for f in (int8, fp32))
-    assert all(meta[k] == meta_fp32[k] for k in ONNX_META.values())  # class names, imgsz, size rule, source kept
+    assert all(meta.get(k) == meta_fp32.get(k) for k in ONNX_META.values()) and meta_fp32["detection.class_names"]  # class names, imgsz, size rule, source kept
     q = quantization(int8)
     assert q is not None and q["op_types"] == ["MatMul", "Gemm"] and q["weights"] == "int8" and json.loads(meta[QUANTIZED_KEY]) == q
     assert quantization(fp32) is None
