@@ -37,9 +37,6 @@ retinanet_mobilenet_v2 ssd_vgg16""".split()
 def _train_and_predict(name: str, imgsz: int) -> None:
     torch.manual_seed(0)
     model = _small_budget(build_model(name, num_classes=3, weights="none", imgsz=imgsz))
-    for m in model.modules():  # running statistics = the batch's after the one step below (an untrained deep
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):  # net such as Inception-v3 blows up in eval with
-            m.momentum = None  # the initial ones: activations ~1e10, every proposal degenerate)
     images = [torch.rand(3, 64, 96), torch.rand(3, 72, 80)]
     targets = [{"boxes": torch.tensor([[8.0, 8.0, 40.0, 30.0]]), "labels": torch.tensor([1])}, {"boxes": torch.tensor([[20.0, 10.0, 70.0, 60.0]]), "labels": torch.tensor([2])}]
     model.train()
@@ -49,7 +46,7 @@ def _train_and_predict(name: str, imgsz: int) -> None:
     total.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
-    model.eval()
+    _calibrate_norms(model, images)
     _keep_every_box(model)
     with torch.no_grad():
         detections = model(images)
@@ -60,6 +57,25 @@ def _train_and_predict(name: str, imgsz: int) -> None:
         assert float(boxes[:, [0, 2]].max()) <= img.shape[2] + 1e-3 and float(boxes[:, [1, 3]].max()) <= img.shape[1] + 1e-3
         assert float(boxes.min()) >= -1e-3
         assert set(det["labels"].tolist()) <= {1, 2}
+
+
+def _calibrate_norms(model: nn.Module, images: list[torch.Tensor]) -> None:
+    """Leave ``model`` in eval mode with batch-norm statistics of its own eval-mode activations on ``images``.
+
+    An untrained deep net blows up in eval with the initial running statistics (Inception-v3: activations
+    ~1e10), and also with those of a train step: stochastic depth drops residual paths in train mode only,
+    so EfficientNet-B7's 55 such blocks reach ~4e4 in eval and every proposal of an image is degenerate.
+    """
+    model.eval()
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: exactly this pass's statistics
+        m.train()
+    with torch.no_grad():
+        model.backbone(model.transform(images)[0].tensors)
+    for m in norms:
+        m.eval()
 
 
 def _small_budget(model: nn.Module) -> nn.Module:

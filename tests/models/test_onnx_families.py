@@ -16,6 +16,7 @@ from detection.engine.checkpoint import save_checkpoint
 from detection.export.onnx import export_onnx
 from detection.inference.predictor import to_chw_float
 from detection.models import build_model, get_spec
+from tests.conftest import shared_path
 from tests.models.wake import wake
 
 FAMILY_MODELS = [
@@ -56,9 +57,25 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return sorted(wide.glob("*.ppm")) + sorted(tall.glob("*.ppm"))
 
 
+@pytest.fixture(scope="module")
+def real_images() -> list[Path]:
+    """Real photos of two data sets: GTSDB (1360x800 road scenes) and BCCD (640x480 blood smears)."""
+    return [shared_path("gtsdb", "00000.jpg"), shared_path("gtsdb", "00007.jpg"), shared_path("bccd_voc", "BCCD", "JPEGImages", "BloodImage_00000.jpg")]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILY_MODELS)
 def test_onnx_parity_per_family(name: str, images: list[Path], tmp_path: Path) -> None:
+    _export_with_parity(name, images, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FAMILY_MODELS)
+def test_onnx_parity_per_family_on_real_photos(name: str, real_images: list[Path], tmp_path: Path) -> None:
+    _export_with_parity(name, real_images, tmp_path)
+
+
+def _export_with_parity(name: str, images: list[Path], tmp_path: Path) -> dict:
     torch.manual_seed(0)
     classes = ["person"] if name.startswith("keypoint") else ["a", "b", "c"]
     model = build_model(name, num_classes=len(classes) + 1, imgsz=160 if get_spec(name).family != "ssd" else 320)
@@ -70,3 +87,4 @@ def test_onnx_parity_per_family(name: str, images: list[Path], tmp_path: Path) -
     result = export_onnx(ckpt, tmp_path / "model.onnx", images, report=tmp_path / "export.json")
     assert result["ok"] and result["matched"] > 0, result
     assert (tmp_path / "model.onnx").stat().st_size > 0
+    return result
