@@ -433,15 +433,22 @@ def models(
         table.add_column(col, no_wrap=True)
     cells = []
     for r in listed:
-        name = "\n".join([r["name"], *(f"  = {a['name']}" for a in r["aliases"])])
         num = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
         weights = ",".join({"backbone": "imagenet", "default": "coco"}[w] for w in r["weights"] if w != "none") or "-"
-        cells.append([name, r["family"], num(r["params_m"]), str(r["imgsz"]), num(r["gflops"]), weights, "yes" if r["cpu_friendly"] else ""])
-        table.add_row(*cells[-1])
-    # Never cut a name: print as wide as the table needs (a narrow terminal wraps the line, it does not crop it).
-    heads = [str(c.header) for c in table.columns]
-    width = sum(max(len(line) for cell in [h, *(row[i] for row in cells)] for line in cell.split("\n")) + 2 for i, h in enumerate(heads))
-    Console(width=max(out.width, width + 2 * len(heads) + 2)).print(table)
+        cells.append([r["name"], [a["name"] for a in r["aliases"]], r["family"], num(r["params_m"]), str(r["imgsz"]), num(r["gflops"]), weights])
+        name = "\n".join([r["name"], *(f"  = {a}" for a in cells[-1][1])])
+        table.add_row(name, *cells[-1][2:], "yes" if r["cpu_friendly"] else "")
+    # Never cut a name: a table wider than the terminal becomes two lines per model instead (a wrapped
+    # table row is unreadable and a cropped name ambiguous).
+    if Console(width=10_000).measure(table).maximum <= out.width:
+        out.print(table)
+        return
+    plain = {"highlight": False, "markup": False, "soft_wrap": True}
+    out.print(f"{len(listed)} models, two lines each (the table needs more than {out.width} columns):", **plain)
+    out.print("name  (= aliases)\n    family  parameters  input size  GFLOPs  weights  CPU-friendly\n", **plain)
+    for (name, aliases, fam, params_m, size, gflops, weights), r in zip(cells, listed, strict=True):
+        out.print(name + "".join(f"  (= {a})" for a in aliases), **plain)
+        out.print(f"    {fam}  {params_m}M  {size}px  {gflops} GFLOPs  {weights}{'  CPU' if r['cpu_friendly'] else ''}", **plain)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
@@ -40,13 +41,16 @@ def test_table_shows_every_name_uncut_at_80_columns() -> None:
     env = {**os.environ, "COLUMNS": "80"}
     proc = subprocess.run([bin_path("detection"), "models"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    tokens = set(proc.stdout.split())
+    tokens = set(re.findall(r"\w+", proc.stdout))
     rows = json.loads(_cli("--json").stdout)
     for r in rows:
         assert r["name"] in tokens, r["name"]
         for a in r["aliases"]:
             assert a["name"] in tokens
     assert "…" not in proc.stdout
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 80  # two lines a model, no wrapped table rows
+    wide = subprocess.run([bin_path("detection"), "models"], capture_output=True, text=True, env={**env, "COLUMNS": "160"}, timeout=300)
+    assert "GFLOPs" in wide.stdout.splitlines()[2] and max(len(line) for line in wide.stdout.splitlines()) <= 160  # a table
 
 
 def test_filters() -> None:
