@@ -4,13 +4,17 @@
         [--images 20] [--frames 60] [--rounds 2] [--parity] [--bf16] [--ort-settings] [--out reports/bench/inference.json]
 
 - images/s on real GTSDB images (../shared/data/gtsdb, else the built-in sample) for the same model
-  (random init: speed does not depend on training) in torch eager and onnxruntime, batch 1 and 4;
-  the four settings are interleaved over ``--rounds`` rounds in one run and the best round of each is
+  (random init: speed does not depend on training) in torch eager and onnxruntime, batch 1 and 4.
+  **Each backend runs in a process of its own** (as `detection predict` does): in one process the
+  thread pool of the backend that ran last keeps spinning (libgomp's OpenMP workers, onnxruntime's
+  intra-op threads) and takes the 2 cores from the next one, which once made torch look 10x slower
+  than it is. The processes are interleaved over ``--rounds`` rounds and the best round of each is
   kept, so a neighbour's load hits them alike: quote the ratios. The int8 graph
   (``detection.export.quantize``: int8 MatMul/Gemm weights) runs in the same rounds (``onnx_int8_*``,
   ``int8_vs_torch_batch1``); ``--bf16`` adds torch eager under ``torch.autocast("cpu", bfloat16)``.
 - ``--ort-settings``: int8 and fp32 graphs at batch 1 under several onnxruntime session settings
-  (intra/inter-op threads, parallel execution, intra-op spinning off), interleaved the same way.
+  (intra/inter-op threads, parallel execution, intra-op spinning off), a process each, interleaved
+  the same way.
 - end-to-end video FPS on ../shared/data/videos/car-detection.mp4 (first ``--frames`` frames, ONNX
   fp32 under ``video``, int8 under ``video_int8``),
   decode/model/encode overlapped vs one after another, interleaved the same way; the target is
@@ -26,6 +30,8 @@ import argparse
 import dataclasses
 import json
 import logging
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +44,13 @@ from detection.engine.checkpoint import save_checkpoint
 from detection.errors import DetectionError
 from detection.export.onnx import export_onnx
 from detection.export.quantize import quantize_int8
-from detection.inference.predictor import Predictor, cpu_cores, load_predictor, onnx_providers, onnx_session_options
+from detection.inference.predictor import (
+    Predictor,
+    cpu_cores,
+    load_predictor,
+    onnx_providers,
+    onnx_session_options,
+)
 from detection.inference.size import size_rule
 from detection.inference.video import infer_video
 from detection.models import build_model
@@ -98,38 +110,54 @@ def bf16_predictor(pt: Path) -> Predictor:
     return dataclasses.replace(base, run=lambda chw: run_many([chw])[0], run_many=run_many)
 
 
+def measure(spec: dict[str, Any]) -> dict[str, float]:
+    """images/s of one backend at each batch of ``spec["batches"]``, in this process (the worker side of
+    ``in_own_process``): ``kind`` torch | torch_bf16 | onnx, ``weights``, ``paths``, optional ``threads``
+    (torch) and ``ort`` (a setting of ``ORT_SETTINGS``)."""
+    images = [read_image_rgb(Path(p)) for p in spec["paths"]]
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    kind, weights = spec["kind"], Path(spec["weights"])
+    pred = bf16_predictor(weights) if kind == "torch_bf16" else session_predictor(weights, ORT_SETTINGS[spec["ort"]]) if spec.get("ort") else load_predictor(weights)
+    pred.predict_batch(images[:4], 0.5)  # warm-up
+    return {f"batch{b}": images_per_s(pred, images, int(b)) for b in spec["batches"]}
+
+
+def in_own_process(spec: dict[str, Any]) -> dict[str, float]:
+    """``measure(spec)`` in a fresh Python process: no other backend's threads in it."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.inference", "--measure", json.dumps(spec)],
+                          capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    if proc.returncode:
+        raise RuntimeError(f"benchmark worker failed ({spec['kind']}): {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def image_speed(pt: Path, onnx: Path, paths: list[Path], rounds: int, int8: Path | None = None, bf16: bool = False) -> dict[str, Any]:
-    images = [read_image_rgb(p) for p in paths]
-    preds = {"torch": load_predictor(pt), "onnx": load_predictor(onnx)}
+    common = {"paths": [str(p) for p in paths], "batches": [1, 4]}
+    backends = {"torch": {"kind": "torch", "weights": str(pt)}, "onnx": {"kind": "onnx", "weights": str(onnx)}}
+    if cpu_cores() > 1:  # torch's OpenMP threads on a small CPU: one thread too
+        backends["torch_1thread"] = {"kind": "torch", "weights": str(pt), "threads": 1}
     if int8 is not None:
-        preds["onnx_int8"] = load_predictor(int8)
-    if bf16:  # bf16 autocast: the CPU has AVX512_BF16 (AMX on newer ones)
-        preds["torch_bf16"] = bf16_predictor(pt)
-    for p in preds.values():  # warm-up
-        p.predict_batch(images[:4], 0.5)
+        backends["onnx_int8"] = {"kind": "onnx", "weights": str(int8)}
+    if bf16:  # bf16 autocast: fast only where the CPU has AVX512_BF16 or AMX
+        backends["torch_bf16"] = {"kind": "torch_bf16", "weights": str(pt)}
     best: dict[str, float] = {}
-    threads = torch.get_num_threads()
     for _ in range(rounds):
-        for backend, pred in preds.items():
-            for batch in (1, 4):
-                key = f"{backend}_batch{batch}"
-                best[key] = max(best.get(key, 0.0), images_per_s(pred, images, batch))
-        if threads > 1:  # on a loaded small CPU torch's OpenMP threads can wait on each other: one thread too
-            torch.set_num_threads(1)
-            for batch in (1, 4):
-                key = f"torch_1thread_batch{batch}"
-                best[key] = max(best.get(key, 0.0), images_per_s(preds["torch"], images, batch))
-            torch.set_num_threads(threads)
-    h, w = images[0].shape[:2]
+        for backend, spec in backends.items():
+            for key, value in in_own_process({**common, **spec}).items():
+                best[f"{backend}_{key}"] = max(best.get(f"{backend}_{key}", 0.0), value)
+    h, w = read_image_rgb(paths[0]).shape[:2]
+    torch_best = max(v for k, v in best.items() if k.startswith("torch") and "bf16" not in k)
     return {
-        "images": len(images),
+        "images": len(paths),
         "image_size": f"{w}x{h}",
+        "processes": "one per backend and round (no other backend's threads in it)",
         "images_per_s": {k: round(v, 2) for k, v in best.items()},
         "onnx_vs_torch_batch1": round(best["onnx_batch1"] / best["torch_batch1"], 2),
         "onnx_vs_torch_batch4": round(best["onnx_batch4"] / best["torch_batch4"], 2),
         "torch_batch4_vs_batch1": round(best["torch_batch4"] / best["torch_batch1"], 2),
         "best_vs_torch_batch1": round(max(best.values()) / best["torch_batch1"], 2),
-        "onnx_best_vs_torch_best": round(max(best["onnx_batch1"], best["onnx_batch4"]) / max(v for k, v in best.items() if k.startswith("torch")), 2),
+        "onnx_best_vs_torch_best": round(max(best["onnx_batch1"], best["onnx_batch4"]) / torch_best, 2),
         **({"int8_vs_torch_batch1": round(best["onnx_int8_batch1"] / best["torch_batch1"], 2),
             "int8_vs_torch_batch4": round(best["onnx_int8_batch4"] / best["torch_batch4"], 2),
             "int8_vs_onnx_batch1": round(best["onnx_int8_batch1"] / best["onnx_batch1"], 2)} if int8 is not None else {}),
@@ -164,15 +192,14 @@ def session_predictor(path: Path, setting: dict[str, Any]) -> Predictor:
 
 
 def ort_settings(graphs: dict[str, Path], paths: list[Path], rounds: int) -> dict[str, Any]:
-    """images/s at batch 1 of each graph under each of ``ORT_SETTINGS``, interleaved over ``rounds``."""
-    images = [read_image_rgb(p) for p in paths]
-    preds = {(g, name): session_predictor(path, s) for g, path in graphs.items() for name, s in ORT_SETTINGS.items()}
-    for p in preds.values():
-        p.predict_batch(images[:2], 0.5)
+    """images/s at batch 1 of each graph under each of ``ORT_SETTINGS``, a process each, interleaved over ``rounds``."""
+    common = {"paths": [str(p) for p in paths], "batches": [1], "kind": "onnx"}
     best: dict[tuple[str, str], float] = {}
     for _ in range(rounds):
-        for key, pred in preds.items():
-            best[key] = max(best.get(key, 0.0), images_per_s(pred, images, 1))
+        for g, path in graphs.items():
+            for name in ORT_SETTINGS:
+                value = in_own_process({**common, "weights": str(path), "ort": name})["batch1"]
+                best[(g, name)] = max(best.get((g, name), 0.0), value)
     return {
         "settings": {k: str(v) for k, v in ORT_SETTINGS.items()},
         "images_per_s": {f"{g}_{name}": round(v, 2) for (g, name), v in best.items()},
@@ -236,7 +263,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--bf16", action="store_true", help="also torch eager under torch.autocast('cpu', bfloat16)")
     ap.add_argument("--ort-settings", action="store_true", help="also fp32/int8 ONNX at batch 1 under several onnxruntime session settings")
     ap.add_argument("--out", type=Path, default=Path("reports/bench/inference.json"))
+    ap.add_argument("--measure", help=argparse.SUPPRESS)  # worker: JSON spec of one backend (in_own_process)
     args = ap.parse_args(argv)
+    if args.measure:
+        print(json.dumps(measure(json.loads(args.measure))))
+        return {}
     logging.basicConfig(level=logging.WARNING)
     result: dict[str, Any] = {"model": args.model, "imgsz": args.imgsz, "size_rule": size_rule(args.imgsz), "device": "cpu",
                               "torch_threads": torch.get_num_threads(), "onnx_intra_op_threads": cpu_cores()}  # fmt: skip

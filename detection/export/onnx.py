@@ -58,6 +58,7 @@ from detection.engine.checkpoint import load_model
 from detection.data.images import read_image_rgb
 from detection.errors import DetectionError
 from detection.export.parity import check_parity, describe_failures
+from detection.export.tracing import gather_merged_levels
 from detection.inference.predictor import (
     ONNX_INPUT,
     ONNX_KEYPOINTS,
@@ -84,8 +85,17 @@ class _TraceableTransform(GeneralizedRCNNTransform):
     def of(cls, t: GeneralizedRCNNTransform) -> _TraceableTransform:
         return cls(t.min_size, t.max_size, t.image_mean, t.image_std, size_divisible=t.size_divisible, fixed_size=t.fixed_size)
 
+    def _traced(self) -> bool:
+        return torch.jit.is_tracing() and not self.training and self.fixed_size is None
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        # Traced: normalised after the resize instead (below). A bilinear resize is a weighted mean
+        # (weights sum to 1), so the values are the same to float rounding, on the model's few pixels
+        # rather than the source's (a 1360x800 image: 17x fewer Sub/Div elements).
+        return image if self._traced() else super().normalize(image)
+
     def resize(self, image: torch.Tensor, target: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
-        if not torch.jit.is_tracing() or self.training or self.fixed_size is not None or target is not None:
+        if not self._traced() or target is not None:
             return super().resize(image, target)
         # 1-d float64 tensors throughout: the exporter casts 0-d operands of Div/Mul to float32.
         hw = operators.shape_as_tensor(image)[-2:].to(torch.float64)
@@ -93,7 +103,8 @@ class _TraceableTransform(GeneralizedRCNNTransform):
         limits = torch.tensor([float(self.min_size[-1]), float(self.max_size)], dtype=torch.float64)
         scale = (limits / sides).min(0, keepdim=True)[0]
         size = torch.floor(hw * scale).to(torch.int64)  # as eager torch: floor(float64(side) * scale)
-        return F.interpolate(image[None], size=(size[0], size[1]), mode="bilinear", align_corners=False)[0], None
+        resized = F.interpolate(image[None], size=(size[0], size[1]), mode="bilinear", align_corners=False)[0]
+        return super().normalize(resized), None
 
 
 def has_keypoints(model: nn.Module) -> bool:
@@ -134,17 +145,18 @@ def export_graph(model: nn.Module, out: Path, example: torch.Tensor, opset: int)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation of this exporter, tracer warnings torchvision expects
         try:
-            torch.onnx.export(
-                _FlatOutputs(model).eval(),
-                (example,),
-                str(out),
-                dynamo=False,
-                opset_version=opset,
-                input_names=[ONNX_INPUT],
-                output_names=names,
-                dynamic_axes={ONNX_INPUT: {1: "height", 2: "width"}, **{name: {0: n} for name in names}},
-                do_constant_folding=True,
-            )
+            with gather_merged_levels():  # one Gather instead of a ScatterElements per FPN level (tracing.py)
+                torch.onnx.export(
+                    _FlatOutputs(model).eval(),
+                    (example,),
+                    str(out),
+                    dynamo=False,
+                    opset_version=opset,
+                    input_names=[ONNX_INPUT],
+                    output_names=names,
+                    dynamic_axes={ONNX_INPUT: {1: "height", 2: "width"}, **{name: {0: n} for name in names}},
+                    do_constant_folding=True,
+                )
         except RuntimeError as exc:
             if "Unsupported onnx_opset_version" in str(exc):
                 raise DetectionError(f"ONNX opset {opset} is not supported by this torch {torch.__version__}", hint="use opset 11 to 22 (default 17)") from None

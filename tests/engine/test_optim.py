@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from detection.engine.ema import ModelEMA
-from detection.engine.optim import amp_dtype, build_optimizer, lr_factor, param_groups
+from detection.engine.optim import amp_dtype, build_optimizer, cpu_has_fast_bf16, lr_factor, param_groups
 
 
 def _net() -> nn.Module:
@@ -55,6 +55,13 @@ def test_amp_choice_follows_the_device() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert amp_dtype("auto", cpu) is None and amp_dtype("off", cuda) is None
     assert amp_dtype("auto", cuda) == torch.float16 and amp_dtype("on", cpu) == torch.bfloat16
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="detection.engine.optim"):
+        assert amp_dtype("on", torch.device("cpu")) == torch.bfloat16  # still the user's choice
+    warned = "without native bf16" in caplog.text
+    assert warned == (not cpu_has_fast_bf16())  # this CPU (AVX2, no AVX512-BF16/AMX): emulated, ~20x slower
 
 
 def test_ema_moves_towards_the_weights_and_round_trips() -> None:
