@@ -439,9 +439,11 @@ def models(
         name = "\n".join([r["name"], *(f"  = {a}" for a in cells[-1][1])])
         table.add_row(name, *cells[-1][2:], "yes" if r["cpu_friendly"] else "")
     # Never cut a name: a table wider than the terminal becomes two lines per model instead (a wrapped
-    # table row is unreadable and a cropped name ambiguous).
-    if Console(width=10_000).measure(table).maximum <= out.width:
-        out.print(table)
+    # table row is unreadable and a cropped name ambiguous). Piped (no terminal, no COLUMNS), the table
+    # keeps its natural width, one line per model for grep.
+    natural = Console(width=10_000).measure(table).maximum
+    if natural <= out.width or not (out.is_terminal or "COLUMNS" in os.environ):
+        Console(width=max(out.width, natural)).print(table)
         return
     plain = {"highlight": False, "markup": False, "soft_wrap": True}
     out.print(f"{len(listed)} models, two lines each (the table needs more than {out.width} columns):", **plain)

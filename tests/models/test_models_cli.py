@@ -51,6 +51,8 @@ def test_table_shows_every_name_uncut_at_80_columns() -> None:
     assert max(len(line) for line in proc.stdout.splitlines()) <= 80  # two lines a model, no wrapped table rows
     wide = subprocess.run([bin_path("detection"), "models"], capture_output=True, text=True, env={**env, "COLUMNS": "160"}, timeout=300)
     assert "GFLOPs" in wide.stdout.splitlines()[2] and max(len(line) for line in wide.stdout.splitlines()) <= 160  # a table
+    piped = subprocess.run([bin_path("detection"), "models"], capture_output=True, text=True, env={k: v for k, v in env.items() if k != "COLUMNS"}, timeout=300)
+    assert any("fasterrcnn_tiny" in line and "faster_rcnn" in line for line in piped.stdout.splitlines())  # one line a model: grep finds it
 
 
 def test_filters() -> None:
