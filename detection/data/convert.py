@@ -26,7 +26,7 @@ from detection.data.formats.gtsdb import GTSDB_CLASSES, read_gtsdb, write_gtsdb
 from detection.data.formats.kpjson import read_kpjson, write_kpjson
 from detection.data.formats.voc import read_voc, write_voc
 from detection.data.formats.yolo import read_yolo, write_yolo
-from detection.data.keypoints import COCO_KEYPOINTS, table_count
+from detection.data.keypoints import COCO_KEYPOINTS, default_keypoint_names, table_count
 from detection.data.problems import Problems
 from detection.data.table import has_box, normalize
 from detection.data.validate import check_dataset, statistics, write_report
@@ -179,8 +179,9 @@ def dataset_config(path: Path, src: Path, fmt: str, root: Path, names: Sequence[
     }
     tail = ""
     if keypoints:
-        config["keypoints"] = list(COCO_KEYPOINTS) if keypoints == 17 else [f"kp{k}" for k in range(keypoints)]
-        if keypoints != 17:  # COCO person's flip map is known; others need one before a flip augmentation
+        names = default_keypoint_names(keypoints)
+        config["keypoints"] = list(names)
+        if names != COCO_KEYPOINTS:  # COCO person's flip map is known; others need one before a flip augmentation
             tail = "# keypoint_flip: [[kp0, kp1]]  # pairs a mirror swaps (left/right); needed when train.hflip or augment.vflip > 0\n"
     text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
     write_text(path, "# written by `detection convert --write-config`\n" + text + tail)

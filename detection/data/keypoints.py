@@ -103,6 +103,11 @@ def oks_sigmas(value: float | list[float] | None, names: tuple[str, ...]) -> tup
     return tuple(float(v) for v in value)
 
 
+def default_keypoint_names(count: int) -> tuple[str, ...]:
+    """Names of ``count`` keypoints no config names: COCO person's for 17, else ``kp0 .. kp{count-1}``."""
+    return COCO_KEYPOINTS if count == 17 else tuple(f"kp{k}" for k in range(count))
+
+
 def keypoint_spec(data: DatasetConfig, table: pd.DataFrame | None = None, source: str = "annotation table") -> KeypointSpec:
     """The keypoints of ``data`` (its ``keypoints``, ``keypoint_flip``, ``keypoint_sigma``) and of ``table``."""
     found = table_count(table, source) if table is not None else None
@@ -112,7 +117,7 @@ def keypoint_spec(data: DatasetConfig, table: pd.DataFrame | None = None, source
     if names is None:
         if found is None:
             raise DetectionError(f"{source}: a keypoint model needs keypoints, and no box has any", hint="convert a data set with keypoints (kpjson, COCO person keypoints), or set `keypoints` in the dataset config")
-        names = COCO_KEYPOINTS if found == 17 else tuple(f"kp{k}" for k in range(found))
+        names = default_keypoint_names(found)
     if len(set(names)) != len(names):
         raise DetectionError(f"dataset config: keypoints: names are not unique: {sorted({n for n in names if names.count(n) > 1})}")
     return KeypointSpec(names, _flip(data.keypoint_flip, names), oks_sigmas(data.keypoint_sigma, names))

@@ -33,7 +33,7 @@ from detection.engine.data import DetectionDataset, check_images_exist, make_loa
 from detection.engine.device import resolve_device
 from detection.engine.metrics import confusion_matrix, counts_at, match, threshold_curves
 from detection.io import atomic_path, write_json
-from detection.viz.draw import draw_detections, draw_keypoints, write_image
+from detection.viz.draw import draw_detections, write_image
 from detection.viz.plots import plot_confusion_matrix, plot_per_class_ap, plot_pr_curves, plot_threshold_curves
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,11 @@ def _draw_samples(dataset: DetectionDataset, table: pd.DataFrame, detections: li
         keep = det["scores"] >= threshold
         bgr = cv2.cvtColor(dataset.read(name), cv2.COLOR_RGB2BGR)
         g = groups[name]
-        truth = draw_detections(bgr, g[BOX_COLUMNS].to_numpy(np.float32).reshape(-1, 4), list(g["label"]), None)
-        drawn = draw_detections(bgr, det["boxes"][keep], [names[i - 1] for i in det["labels"][keep]], det["scores"][keep])
-        if "keypoints" in det:
-            truth = draw_keypoints(truth, keypoint_array(g, det["keypoints"].shape[1]))
-            drawn = draw_keypoints(drawn, det["keypoints"][keep])
+        points = det.get("keypoints")
+        truth = draw_detections(bgr, g[BOX_COLUMNS].to_numpy(np.float32).reshape(-1, 4), list(g["label"]), None,
+                                keypoints=None if points is None else keypoint_array(g, points.shape[1]))  # fmt: skip
+        drawn = draw_detections(bgr, det["boxes"][keep], [names[i - 1] for i in det["labels"][keep]], det["scores"][keep],
+                                keypoints=None if points is None else points[keep])  # fmt: skip
         gap = np.full((bgr.shape[0], 6, 3), 255, np.uint8)
         write_image(out / (Path(name).stem + ".jpg"), np.hstack([truth, gap, drawn]))
 

@@ -57,7 +57,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from detection.engine.checkpoint import load_model
 from detection.data.images import read_image_rgb
 from detection.errors import DetectionError
-from detection.export.parity import check_parity, describe_failures
+from detection.export.parity import KEYPOINT_ATOL, check_parity, describe_failures
 from detection.export.tracing import gather_merged_levels
 from detection.inference.predictor import (
     ONNX_INPUT,
@@ -75,7 +75,6 @@ log = logging.getLogger(__name__)
 
 EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript-based)"
 MIN_OPSET = 11
-KEYPOINT_ATOL = 1.5  # pixels: a keypoint is a heatmap argmax, which moves in steps of about one pixel (parity.py)
 
 
 class _TraceableTransform(GeneralizedRCNNTransform):
@@ -225,7 +224,7 @@ def export_onnx(
                 hint="opsets 11 to 21 are known to work; the default is 17",
             ) from None
         floor, cap = score_floor(model), detection_cap(model)
-        rows = check_parity(torch_pred, onnx_pred, images, box_atol, score_atol, score_floor=floor, cap=cap, keypoint_atol=KEYPOINT_ATOL)
+        rows = check_parity(torch_pred, onnx_pred, images, box_atol, score_atol, score_floor=floor, cap=cap)
         result = {
             "ok": all(r["ok"] for r in rows),
             "onnx": str(out),

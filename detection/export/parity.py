@@ -44,6 +44,7 @@ from detection.inference.predictor import Detections, Predictor
 log = logging.getLogger(__name__)
 
 TIE_ATOL = 1e-6  # scores closer than this are one score computed twice (runtimes differ by ~1e-8)
+KEYPOINT_ATOL = 1.5  # pixels: a keypoint is a heatmap argmax, which moves in steps of about one pixel (5. above)
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,9 @@ class Match:
     swaps: int  # pairs outside the box tolerance with tied scores (NMS kept another of two equal proposals)
     max_box_diff: float  # pixels, over matched pairs (0 when none)
     max_score_diff: float
-    ok: bool
+    ok: bool  # nothing unmatched but borderline ones, diffs within the tolerances
     max_keypoint_diff: float = 0.0  # pixels, over the keypoints of matched pairs (keypoint models)
-    max_keypoint_score_diff: float = 0.0  # nothing unmatched but borderline ones, diffs within the tolerances
+    max_keypoint_score_diff: float = 0.0
 
 
 def box_iou(a: np.ndarray, b: np.ndarray, same_atol: float = 1e-3) -> np.ndarray:
@@ -109,7 +110,7 @@ def match_detections(
     score_floor: float | None = None,
     cap: int | None = None,
     max_swaps: int | None = None,
-    keypoint_atol: float = 1.5,
+    keypoint_atol: float = KEYPOINT_ATOL,
 ) -> Match:
     """Match ``a`` with ``b`` by label and IoU and judge parity (see the module docstring)."""
     pairs = np.array(_pairs(a, b, iou_min, box_atol), int).reshape(-1, 2)  # boxes clipped flat at the border: by corners
@@ -123,8 +124,10 @@ def match_detections(
     budget = max(1, int(0.02 * len(pairs))) if max_swaps is None else max_swaps
     swaps = int(swapped.sum())
     if 0 < swaps <= budget:  # within the budget: ties, left out of the diffs; above it: a real difference
-        box_d, score_d = box_d[~swapped], score_d[~swapped]
-    kp_diff, kp_score_diff = _keypoint_diffs(a, b, pairs[~swapped] if 0 < swaps <= budget else pairs)
+        box_d, score_d, pairs_kept = box_d[~swapped], score_d[~swapped], pairs[~swapped]
+    else:
+        pairs_kept = pairs
+    kp_diff, kp_score_diff = _keypoint_diffs(a, b, pairs_kept)
     rest_a = np.setdiff1d(np.arange(len(a)), pairs[:, 0])
     rest_b = np.setdiff1d(np.arange(len(b)), pairs[:, 1])
     edge_a = _borderline(a.scores[rest_a], b.scores, score_floor, cap, score_atol)
@@ -173,7 +176,7 @@ def check_parity(
     iou_min: float = 0.5,
     score_floor: float | None = None,
     cap: int | None = None,
-    keypoint_atol: float = 1.5,
+    keypoint_atol: float = KEYPOINT_ATOL,
 ) -> list[dict[str, Any]]:
     """Run both predictors on each RGB image (threshold 0: every detection the graph returns); one
     record per image: counts, the match, max diffs, timings and ``ok``."""

@@ -39,7 +39,7 @@ from detection.inference.size import size_rule
 from detection.inference.sources import item_name, list_sources, read_source
 from detection.inference.stream import pipeline
 from detection.io import atomic_path, write_json
-from detection.viz.draw import draw_detections, draw_keypoints, write_image
+from detection.viz.draw import draw_detections, write_image
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,7 @@ def predict(
             for index, rgb, det in results:
                 per_class.update(det.names)
                 bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-                drawn = draw_detections(bgr, det.boxes, det.names, det.scores)
-                write_image(out / names[index], drawn if det.keypoints is None else draw_keypoints(drawn, det.keypoints[..., :2]))
+                write_image(out / names[index], draw_detections(bgr, det.boxes, det.names, det.scores, keypoints=det.keypoint_xy))
                 records = det.to_records()
                 jsonl.write(json.dumps({"image": shown[index], "annotated": names[index], "width": rgb.shape[1], "height": rgb.shape[0], "detections": records}) + "\n")
                 rows.writerows([shown[index], *r["box"], r["label"], r["score"]] for r in records)

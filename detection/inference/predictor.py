@@ -59,6 +59,11 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    @property
+    def keypoint_xy(self) -> np.ndarray | None:
+        """The keypoints' positions (N, K, 2) to draw (their third column is a score, not a visibility)."""
+        return None if self.keypoints is None else self.keypoints[..., :2]
+
     def to_records(self) -> list[dict[str, Any]]:
         """JSON-ready ``[{"box": [x1, y1, x2, y2], "score": s, "label": name}, ...]``; a keypoint model's
         records also hold ``"keypoints": [[x, y, score], ...]`` (its keypoint scores are logits)."""

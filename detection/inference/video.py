@@ -45,7 +45,7 @@ from detection.inference.size import size_rule
 from detection.inference.stream import pipeline
 from detection.inference.tracking import Tracker, write_tracks_csv
 from detection.io import atomic_path, write_json
-from detection.viz.draw import draw_detections, draw_keypoints
+from detection.viz.draw import draw_detections
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +253,7 @@ def _one_video(
                     state["writer"] = cv2.VideoWriter(str(mp4_tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, state["size"])
                     if not state["writer"].isOpened():
                         raise DetectionError(f"OpenCV cannot write an mp4 video to {out / 'annotated.mp4'}", hint="check that the folder is writable")
-                drawn = draw_detections(frame, det.boxes, det.names, det.scores, track_ids)
-                state["writer"].write(drawn if det.keypoints is None else draw_keypoints(drawn, det.keypoints[..., :2]))
+                state["writer"].write(draw_detections(frame, det.boxes, det.names, det.scores, track_ids, det.keypoint_xy))
                 records = det.to_records()
                 if track_ids is not None:
                     for r, tid in zip(records, track_ids, strict=True):

@@ -65,8 +65,10 @@ def draw_detections(
     labels: Sequence[str],
     scores: np.ndarray | Sequence[float] | None,
     track_ids: np.ndarray | Sequence[int] | None = None,
+    keypoints: np.ndarray | Sequence[Sequence[Sequence[float]]] | None = None,
 ) -> np.ndarray:
-    """Return a copy of ``image_bgr`` with each box ``(x1, y1, x2, y2)`` in pixels and its caption.
+    """Return a copy of ``image_bgr`` with each box ``(x1, y1, x2, y2)`` in pixels and its caption, and
+    with ``keypoints`` (one ``(K, 2|3)`` set per box, ``draw_keypoints``) when given.
 
     ``labels`` are class names; ``scores`` None draws ground truth (captions without a score); the colour of a box follows its name, or its track id when
     ``track_ids`` are given (captions ``"#7 person 0.91"``; an id < 0 means untracked). Line width and font size
@@ -99,7 +101,7 @@ def draw_detections(
         text = f"{labels[i]}" if truth else f"{labels[i]} {scores_arr[i]:.2f}"
         text = f"#{ids[i]} {text}" if tracked else text
         _caption(out, text, x1, y1, y2, color, font_scale, font_thick)
-    return out
+    return out if keypoints is None else draw_keypoints(out, keypoints)
 
 
 def _caption(img: np.ndarray, text: str, x1: int, y1: int, y2: int, color: Color, scale: float, thick: int) -> None:
