@@ -1,7 +1,8 @@
 """Inference speed and ONNX parity: torch eager vs onnxruntime, batch 1 vs 4, video with vs without overlap.
 
     python -m benchmarks.inference [--model fasterrcnn_mobilenet_v3_large_320_fpn] [--imgsz 320]
-        [--images 20] [--frames 60] [--rounds 2] [--parity] [--bf16] [--ort-settings] [--out reports/bench/inference.json]
+        [--images 20] [--frames 60] [--rounds 2] [--proposals 100] [--parity] [--bf16] [--ort-settings]
+        [--out reports/bench/inference.json]
 
 - images/s on real GTSDB images (../shared/data/gtsdb, else the built-in sample) for the same model
   (random init: speed does not depend on training) in torch eager and onnxruntime, batch 1 and 4.
@@ -9,7 +10,9 @@
   thread pool of the backend that ran last keeps spinning (libgomp's OpenMP workers, onnxruntime's
   intra-op threads) and takes the 2 cores from the next one, which once made torch look 10x slower
   than it is. The processes are interleaved over ``--rounds`` rounds and the best round of each is
-  kept, so a neighbour's load hits them alike: quote the ratios. The int8 graph
+  kept, so a neighbour's load hits them alike: quote the ratios. ``--proposals N`` adds an fp32
+  graph exported with N RPN proposals per image (``onnx_p<N>``; a two-stage model's own count is in
+  ``proposals``): faster, and its accuracy is ``benchmarks.proposals``'s to measure. The int8 graph
   (``detection.export.quantize``: int8 MatMul/Gemm weights) runs in the same rounds (``onnx_int8_*``,
   ``int8_vs_torch_batch1``); ``--bf16`` adds torch eager under ``torch.autocast("cpu", bfloat16)``.
 - ``--ort-settings``: int8 and fp32 graphs at batch 1 under several onnxruntime session settings
@@ -40,7 +43,8 @@ from typing import Any
 import torch
 
 from detection.data.images import read_image_rgb
-from detection.engine.checkpoint import save_checkpoint
+from detection.engine.checkpoint import load_model, save_checkpoint
+from detection.engine.tuning import inference_proposals
 from detection.errors import DetectionError
 from detection.export.onnx import export_onnx
 from detection.export.quantize import quantize_int8
@@ -113,12 +117,15 @@ def bf16_predictor(pt: Path) -> Predictor:
 def measure(spec: dict[str, Any]) -> dict[str, float]:
     """images/s of one backend at each batch of ``spec["batches"]``, in this process (the worker side of
     ``in_own_process``): ``kind`` torch | torch_bf16 | onnx, ``weights``, ``paths``, optional ``threads``
-    (torch) and ``ort`` (a setting of ``ORT_SETTINGS``)."""
+    and ``proposals`` (torch) and ``ort`` (a setting of ``ORT_SETTINGS``)."""
     images = [read_image_rgb(Path(p)) for p in spec["paths"]]
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
     kind, weights = spec["kind"], Path(spec["weights"])
-    pred = bf16_predictor(weights) if kind == "torch_bf16" else session_predictor(weights, ORT_SETTINGS[spec["ort"]]) if spec.get("ort") else load_predictor(weights)
+    if kind == "torch_bf16":
+        pred = bf16_predictor(weights)
+    else:
+        pred = session_predictor(weights, ORT_SETTINGS[spec["ort"]]) if spec.get("ort") else load_predictor(weights, proposals=spec.get("proposals"))
     pred.predict_batch(images[:4], 0.5)  # warm-up
     return {f"batch{b}": images_per_s(pred, images, int(b)) for b in spec["batches"]}
 
@@ -132,9 +139,13 @@ def in_own_process(spec: dict[str, Any]) -> dict[str, float]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def image_speed(pt: Path, onnx: Path, paths: list[Path], rounds: int, int8: Path | None = None, bf16: bool = False) -> dict[str, Any]:
+def image_speed(
+    pt: Path, onnx: Path, paths: list[Path], rounds: int, int8: Path | None = None, bf16: bool = False, graphs: dict[str, Path] | None = None
+) -> dict[str, Any]:
+    """images/s of each backend at batch 1 and 4; ``graphs``: more .onnx files, by backend name."""
     common = {"paths": [str(p) for p in paths], "batches": [1, 4]}
     backends = {"torch": {"kind": "torch", "weights": str(pt)}, "onnx": {"kind": "onnx", "weights": str(onnx)}}
+    backends |= {name: {"kind": "onnx", "weights": str(path)} for name, path in (graphs or {}).items()}
     if cpu_cores() > 1:  # torch's OpenMP threads on a small CPU: one thread too
         backends["torch_1thread"] = {"kind": "torch", "weights": str(pt), "threads": 1}
     if int8 is not None:
@@ -162,6 +173,7 @@ def image_speed(pt: Path, onnx: Path, paths: list[Path], rounds: int, int8: Path
             "int8_vs_torch_batch4": round(best["onnx_int8_batch4"] / best["torch_batch4"], 2),
             "int8_vs_onnx_batch1": round(best["onnx_int8_batch1"] / best["onnx_batch1"], 2)} if int8 is not None else {}),
         **({"bf16_vs_torch_batch1": round(best["torch_bf16_batch1"] / best["torch_batch1"], 2)} if bf16 else {}),
+        **{f"{name}_vs_torch_batch1": round(best[f"{name}_batch1"] / best["torch_batch1"], 2) for name in graphs or {}},
     }
 
 
@@ -262,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-speed", action="store_true", help="skip the speed measurements")
     ap.add_argument("--bf16", action="store_true", help="also torch eager under torch.autocast('cpu', bfloat16)")
     ap.add_argument("--ort-settings", action="store_true", help="also fp32/int8 ONNX at batch 1 under several onnxruntime session settings")
+    ap.add_argument("--proposals", type=int, default=100, help="also an fp32 graph with this many RPN proposals per image (onnx_p<N>); 0: none")
     ap.add_argument("--out", type=Path, default=Path("reports/bench/inference.json"))
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # worker: JSON spec of one backend (in_own_process)
     args = ap.parse_args(argv)
@@ -280,7 +293,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             onnx = tmp / "model.onnx"
             export_onnx(pt, onnx, paths[:2])
             int8 = quantize_int8(onnx, tmp / "model.int8.onnx")
-            result["images"] = image_speed(pt, onnx, paths, args.rounds, int8=int8, bf16=args.bf16)
+            own, graphs = inference_proposals(load_model(pt, "cpu")[0]), {}
+            if args.proposals and own is not None:  # a two-stage model: also a graph with fewer RPN proposals
+                graphs[f"onnx_p{args.proposals}"] = export_onnx(pt, tmp / f"model.p{args.proposals}.onnx", paths[:2], proposals=args.proposals)["onnx"]
+            result["images"] = image_speed(pt, onnx, paths, args.rounds, int8=int8, bf16=args.bf16, graphs={k: Path(v) for k, v in graphs.items()})
+            result["images"]["proposals"] = {"torch": own, "onnx": own, **{k: args.proposals for k in graphs}}
             print(json.dumps(result["images"]))
             result["video"] = video_speed(onnx, args.frames, args.rounds)
             print(json.dumps(result["video"]))

@@ -7,7 +7,8 @@ Exports ``--weights`` to ONNX (fp32, parity-checked), then writes one int8 graph
 (``detection.export.quantize``: MatMul/Gemm weights int8, per_channel x reduce_range) and scores each with
 ``quantize_export``'s own check (agreement on 3 valid images, COCO mAP / mAP@0.5 on the whole split).
 Speed: torch eager (batch 1), the fp32 graph and every int8 graph on the first ``--speed-images``
-images of the split, interleaved over ``--rounds`` rounds (best round kept): quote the ratios.
+images of the split, each in a process of its own, interleaved over ``--rounds`` rounds (best round
+kept): quote the ratios.
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.inference import images_per_s
-from detection.data.images import read_image_rgb
+from benchmarks.inference import in_own_process
 from detection.data.table import images, read_table
 from detection.export.onnx import export_onnx
 from detection.export.quantize import quantize_export
-from detection.inference.predictor import load_predictor
 
 VARIANTS = {"per_channel": (True, False), "per_tensor": (False, False), "per_channel_reduce_range": (True, True), "per_tensor_reduce_range": (False, True)}
 
@@ -57,14 +56,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["variants"][name] = {k: section[k] for k in ("per_channel", "reduce_range", "file_size_bytes", "agreement", "valid")}
             graphs[f"int8_{name}"] = out
             print(name, json.dumps(result["variants"][name]))
-        preds = {"torch": load_predictor(args.weights), **{k: load_predictor(p) for k, p in graphs.items()}}
-        ims = [read_image_rgb(p) for p in paths[: args.speed_images]]
-        for p in preds.values():
-            p.predict_batch(ims[:2], 0.5)
+        specs = {"torch": {"kind": "torch", "weights": str(args.weights)}, **{k: {"kind": "onnx", "weights": str(p)} for k, p in graphs.items()}}
+        speed_paths = [str(p) for p in paths[: args.speed_images]]
         best: dict[str, float] = {}
-        for _ in range(args.rounds):
-            for key, pred in preds.items():
-                best[key] = max(best.get(key, 0.0), images_per_s(pred, ims, 1))
+        for _ in range(args.rounds):  # each backend in a process of its own (see benchmarks.inference)
+            for key, spec in specs.items():
+                best[key] = max(best.get(key, 0.0), in_own_process({**spec, "paths": speed_paths, "batches": [1]})["batch1"])
         result["images_per_s_batch1"] = {k: round(v, 2) for k, v in best.items()}
         result["vs_torch_batch1"] = {k: round(v / best["torch"], 2) for k, v in best.items()}
         result["vs_onnx_fp32"] = {k: round(v / best["onnx"], 2) for k, v in best.items() if k.startswith("int8")}

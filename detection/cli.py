@@ -268,13 +268,17 @@ def export(
     opset: Annotated[Optional[int], typer.Option(help="[params: export.opset]")] = None,
     torchscript: Annotated[Optional[bool], typer.Option("--torchscript/--no-torchscript", help="also write <stem>.torchscript.pt (params.yaml: export.torchscript)")] = None,
     quantize: Annotated[Optional[str], typer.Option(help="none | int8: also write <stem>.int8.onnx, checked by mAP on valid (params.yaml: export.quantize)")] = None,
+    proposals: Annotated[Optional[int], typer.Option(min=1, help="RPN proposals per image in the graph (two-stage models): fewer is faster; checked by mAP on valid (params.yaml: export.proposals)")] = None,
     data: DataOpt = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Export to ONNX and check onnxruntime against torch on valid images."""
-    p = _params(params, data, export={"weights": weights, "out": out_file, "opset": opset, "torchscript": torchscript, "quantize": quantize})
+    section = {"weights": weights, "out": out_file, "opset": opset, "torchscript": torchscript, "quantize": quantize, "proposals": proposals}
+    p = _params(params, data, export=section)
     result = _run("export", p)
     _show("export", result)
+    if (c := result.get("proposals_check")) is not None:
+        out.print(f"proposals: {c['proposals']} (model's own {c['model_proposals']}), mAP@0.5 on valid {c['model']['map50']:.4f} -> {c['reduced']['map50']:.4f}")
     if (q := result.get("int8")) is not None:
         v, f = q.get("valid"), q["agreement"]["matched_fraction"]
         agree = f"{f:.1%} of the detections agree" if f is not None else "no confident detection to compare"
@@ -284,6 +288,7 @@ def export(
 ClassesOpt = Annotated[Optional[list[str]], typer.Option("--classes", help="keep only these class names (repeat, or one comma-separated list)")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="with --weights default: torchvision's COCO detector of this name (`detection models`)")]
 ImgszOpt = Annotated[Optional[int], typer.Option("--imgsz", help="with --weights default: longest image side (default 640); a .pt/.onnx carries its own")]
+ProposalsOpt = Annotated[Optional[int], typer.Option("--proposals", min=1, help="RPN proposals per image of a two-stage .pt or COCO detector: fewer is faster, may miss objects (default: the model's own; an .onnx has its count from export)")]
 
 
 def _classes(values: list[str] | None) -> list[str] | None:
@@ -326,15 +331,16 @@ def video(
     classes: ClassesOpt = None,
     model: ModelOpt = None,
     imgsz: ImgszOpt = None,
+    proposals: ProposalsOpt = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Run a model over a video: annotated mp4, per-frame detections (JSONL), tracks.csv and FPS per step."""
     section = {"source": source, "weights": weights, "out": out_dir, "threshold": threshold, "max_frames": max_frames}
-    section |= {"stride": stride, "track": track, "classes": _classes(classes), "model": model, "imgsz": imgsz}
+    section |= {"stride": stride, "track": track, "classes": _classes(classes), "model": model, "imgsz": imgsz, "proposals": proposals}
     p = _params(params, video=section)
     result = _run("infer-video", p)
     for one in result.get("videos", [result]):
-        _show(f"video {one['source']}", one, ["frames", "frames_inferred", "detections", "tracks", "fps_decode", "fps_model", "fps_encode", "fps_end_to_end", "size_rule", "annotated"])
+        _show(f"video {one['source']}", one, ["frames", "frames_inferred", "detections", "tracks", "proposals", "fps_decode", "fps_model", "fps_encode", "fps_end_to_end", "size_rule", "annotated"])
 
 
 @app.command()
@@ -347,16 +353,17 @@ def predict(
     batch: Annotated[int, typer.Option(min=1, help="images per forward pass")] = 1,
     model: ModelOpt = None,
     imgsz: ImgszOpt = None,
+    proposals: ProposalsOpt = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
 ) -> None:
     """Detect objects in images with a checkpoint, an ONNX model or a COCO detector; unreadable files are skipped and named."""
     from detection.inference.predict import predict as run
     from detection.inference.predict import skipped_lines
 
-    result = run(source, weights, out_dir, threshold=threshold, classes=_classes(classes), batch=batch, model=model, imgsz=imgsz, device=device)
+    result = run(source, weights, out_dir, threshold=threshold, classes=_classes(classes), batch=batch, model=model, imgsz=imgsz, device=device, proposals=proposals)
     for line in skipped_lines(result):
         out.print(line, markup=False, highlight=False, soft_wrap=True)
-    _show("predict", result, ["images", "skipped", "detections", "backend", "batch", "images_per_second", "images_per_second_model", "size_rule", "out"])
+    _show("predict", result, ["images", "skipped", "detections", "backend", "proposals", "batch", "images_per_second", "images_per_second_model", "size_rule", "out"])
 
 
 @app.command()

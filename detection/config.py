@@ -166,6 +166,8 @@ class ExportParams(_Section):
     quantize: Literal["none", "int8"] = Field("none", description="int8: also write <stem>.int8.onnx (dynamic int8 MatMul/Gemm weights), checked by accuracy")
     int8_map_tol: float = Field(0.01, description="int8: max drop of mAP@0.5 on the valid split, fp32 vs int8 ONNX")
     int8_min_matched: float = Field(0.9, ge=0, le=1, description="int8: min fraction of confident detections (score >= 0.5) both graphs find on the check images")
+    proposals: int | None = Field(None, ge=1, description="RPN proposals per image in the graph (two-stage models; null: the model's own), checked by mAP on valid")
+    proposals_map_tol: float = Field(0.01, description="proposals: max drop of mAP@0.5 on the valid split, own count vs this one")
 
 
 class VideoParams(_Section):
@@ -179,6 +181,7 @@ class VideoParams(_Section):
     classes: list[str] | None = Field(None, description="keep only these class names (None: all)")
     model: str | None = Field(None, description="with weights: default, torchvision's COCO detector of this name")
     imgsz: int | None = Field(None, ge=32, description="longest side for a COCO detector (weights: default); default 640")
+    proposals: int | None = Field(None, ge=1, description="RPN proposals per image of a two-stage .pt or COCO detector (null: the model's own)")
 
 
 class Params(_Section):

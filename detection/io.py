@@ -41,3 +41,9 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     return write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def add_to_json(path: str | os.PathLike[str], key: str, value: Any) -> Path:
+    """Set ``key`` of the JSON object in ``path`` (an empty object if the file is missing), atomically."""
+    base = json.loads(Path(path).read_text()) if Path(path).is_file() else {}
+    return write_json(path, {**base, key: value})

@@ -73,14 +73,23 @@ def export(p: Params) -> Any:
     from detection.data.table import images, read_table
     from detection.engine.checkpoint import load_checkpoint
     from detection.export.onnx import export_onnx
+    from detection.io import add_to_json
 
     load_checkpoint(p.export.weights)  # a missing or corrupt checkpoint is named before the data is read
     data = load_dataset_config(p.data)
     names = images(read_table(data.valid))["image"].head(p.export.check_images)
+    checked = None
+    if p.export.proposals is not None:  # fewer RPN proposals: judged by mAP on valid before anything is exported
+        from detection.export.proposals import check_proposals
+
+        checked = check_proposals(p.export.weights, p.export.proposals, data.valid, data.root, p.export.proposals_map_tol, report=p.export.report)
     result = export_onnx(
-        p.export.weights, p.export.out, [data.root / n for n in names], opset=p.export.opset,
-        box_atol=p.export.box_atol, score_atol=p.export.score_atol, report=p.export.report, torchscript=p.export.torchscript,
+        p.export.weights, p.export.out, [data.root / n for n in names], opset=p.export.opset, box_atol=p.export.box_atol,
+        score_atol=p.export.score_atol, report=p.export.report, torchscript=p.export.torchscript, proposals=p.export.proposals,
     )
+    if checked is not None:
+        result["proposals_check"] = checked
+        add_to_json(p.export.report, "proposals_check", checked)
     if p.export.quantize == "int8":  # <stem>.int8.onnx, checked against the fp32 graph on the check images and by mAP on valid
         from detection.export.quantize import quantize_export
 
@@ -98,7 +107,7 @@ def infer_video(p: Params) -> Any:
     source = Path(p.fetch.dest) / "sample.mp4" if v.source == "sample" else Path(v.source)
     return run(
         source, v.weights, v.out, threshold=v.threshold, max_frames=v.max_frames,
-        stride=v.stride, track=v.track, classes=v.classes, model=v.model, imgsz=v.imgsz,
+        stride=v.stride, track=v.track, classes=v.classes, model=v.model, imgsz=v.imgsz, proposals=v.proposals,
     )  # fmt: skip
 
 

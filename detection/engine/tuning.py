@@ -3,6 +3,12 @@
 The sampling sizes are those of torchvision's two-stage detectors (``rpn.fg_bg_sampler``,
 ``roi_heads.fg_bg_sampler``, the training proposal count); a model without them is left unchanged
 (with a warning when a size was asked for).
+
+``set_inference_proposals`` is the inference-time lever: how many RPN proposals per image reach the box
+head (torchvision's ``rpn_post_nms_top_n_test``). The box head's two fully connected layers and the
+RoI pooling run once per proposal, so on a small-backbone model on the CPU its cost is nearly
+proportional to this count; fewer proposals trade recall for speed (``detection export
+--proposals``, checked by mAP on the valid split).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import torch
 from torch import nn
 from torchvision.ops import MultiScaleRoIAlign
 
+from detection.errors import DetectionError
 from detection.ops import ThreadedMultiScaleRoIAlign
 
 log = logging.getLogger(__name__)
@@ -51,3 +58,28 @@ def apply_speed_params(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return model
+
+
+def inference_proposals(model: nn.Module) -> int | None:
+    """RPN proposals per image at inference (post-NMS top-n) of a two-stage detector; None for others."""
+    rpn = getattr(model, "rpn", None)
+    return int(rpn._post_nms_top_n["testing"]) if rpn is not None else None
+
+
+def set_inference_proposals(model: nn.Module, proposals: int) -> int:
+    """Keep ``proposals`` RPN proposals per image at inference (the pre-NMS top-n per level is raised
+    to at least that); returns the model's own count. A model without an RPN is a ``DetectionError``."""
+    own = inference_proposals(model)
+    if own is None:
+        raise DetectionError(
+            f"proposals apply to two-stage detectors (Faster/Mask/Keypoint R-CNN), not {type(model).__name__}",
+            hint="drop --proposals (export.proposals: null) for this model",
+        )
+    if proposals < 1:
+        raise DetectionError(f"proposals must be >= 1, got {proposals}", hint=f"e.g. {max(1, own * 2 // 3)} (this model's own count is {own})")
+    rpn = model.rpn
+    rpn._post_nms_top_n["testing"] = int(proposals)
+    rpn._pre_nms_top_n["testing"] = max(rpn._pre_nms_top_n["testing"], int(proposals))
+    if proposals != own:
+        log.info("RPN proposals per image at inference: %d (the model's own: %d)", proposals, own)
+    return own

@@ -55,6 +55,7 @@ from torch.onnx import operators
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from detection.engine.checkpoint import load_model
+from detection.engine.tuning import inference_proposals, set_inference_proposals
 from detection.data.images import read_image_rgb
 from detection.errors import DetectionError
 from detection.export.parity import KEYPOINT_ATOL, check_parity, describe_failures
@@ -191,9 +192,13 @@ def export_onnx(
     score_atol: float = 1e-3,
     report: Path | None = None,
     torchscript: bool = False,
+    proposals: int | None = None,
 ) -> dict[str, Any]:
     """Export checkpoint ``weights`` to ``out`` (.onnx, atomically) and check parity on ``check_images``;
     with ``torchscript``, also ``<stem>.torchscript.pt`` (``torch.jit.script``, checked against eager).
+    ``proposals``: RPN proposals per image traced into the graph (two-stage models; None: the
+    model's own); parity is then checked against torch with the same count (its accuracy is
+    ``detection.export.proposals.check_proposals``'s to judge).
 
     Returns the report (also written to ``report`` as JSON when given). Raises ``DetectionError`` if
     parity fails (the report is still written, ``out`` is not) or an input is unusable.
@@ -205,13 +210,14 @@ def export_onnx(
     if not check_images:
         raise DetectionError("export needs at least one real image for the parity check", hint="pass check images (the valid split's)")
     model, meta = load_model(weights, "cpu")  # a bad checkpoint is named first
+    own = None if proposals is None else set_inference_proposals(model, proposals)
     images = with_other_size({p: read_image_rgb(p) for p in check_images})  # fail early, naming a bad image
     torch_pred = torch_predictor(model, meta, weights)
     with atomic_path(out) as tmp:
         start = time.perf_counter()
         export_graph(model, tmp, torch.from_numpy(to_chw_float(images[check_images[0]])), opset)
         graph = onnx.load(str(tmp))
-        onnx.helper.set_model_props(graph, onnx_metadata(meta["model_name"], meta["class_names"], meta["imgsz"], weights, meta.get("keypoints")))
+        onnx.helper.set_model_props(graph, onnx_metadata(meta["model_name"], meta["class_names"], meta["imgsz"], weights, meta.get("keypoints"), inference_proposals(model)))
         onnx.checker.check_model(graph, full_check=True)
         onnx.save(graph, str(tmp))
         export_s = time.perf_counter() - start
@@ -239,6 +245,8 @@ def export_onnx(
             "size_rule": size_rule(int(meta["imgsz"])),
             "torchscript": str(torchscript_path(out)) if torchscript else None,
             "outputs": output_names(model),
+            "proposals": inference_proposals(model),
+            "model_proposals": inference_proposals(model) if own is None else own,
             "file_size_bytes": tmp.stat().st_size,
             "export_seconds": round(export_s, 2),
             "providers": onnx_pred.providers,

@@ -38,7 +38,7 @@ from detection.data.images import read_image_rgb
 from detection.errors import DetectionError
 from detection.export.parity import match_detections
 from detection.inference.predictor import Detections, Predictor, load_predictor
-from detection.io import atomic_path, write_json
+from detection.io import add_to_json, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +181,7 @@ def quantize_export(
         section["ok"] = not problems
         section["seconds"] = round(time.perf_counter() - start, 2)
         if report is not None:
-            base = json.loads(Path(report).read_text()) if Path(report).is_file() else {}
-            write_json(report, {**base, "int8": section})
+            add_to_json(report, "int8", section)
         if problems:
             raise DetectionError(f"int8 accuracy check failed for {fp32}: {'; '.join(problems)}", hint=f"{out} was not written; keep the fp32 model (export.quantize: none)")
     log.info("int8 check: %s of the detections agree; %s", f"{fraction:.1%}" if fraction is not None else "none",

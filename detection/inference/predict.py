@@ -71,6 +71,7 @@ def predict(
     model: str | None = None,
     imgsz: int | None = None,
     device: str = "cpu",
+    proposals: int | None = None,
     predictor: Predictor | None = None,
 ) -> dict[str, Any]:
     """Detect objects in SOURCE with ``weights`` (.pt, .onnx, or ``default`` with ``model``); write into ``out``.
@@ -80,7 +81,7 @@ def predict(
     if batch < 1:
         raise DetectionError(f"batch must be at least 1, got {batch}")
     items, root = list_sources(source)
-    predictor = predictor or open_predictor(weights, model, imgsz, device)
+    predictor = predictor or open_predictor(weights, model, imgsz, device, proposals)
     ids = predictor.class_ids(classes)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +142,7 @@ def predict(
         "weights": str(predictor.weights),
         "model_name": predictor.model_name,
         "backend": predictor.backend,
+        "proposals": predictor.proposals,
         "threshold": threshold,
         "classes": classes or None,
         "batch": batch,

@@ -33,6 +33,7 @@ ONNX_META = {
     "source": "detection.source_checkpoint",
     "size_rule": "detection.size_rule",
     "keypoints": "detection.keypoints",  # a keypoint model's names, flip map and OKS sigmas (JSON)
+    "proposals": "detection.proposals",  # RPN proposals per image in the graph (two-stage models)
 }
 ONNX_FORMAT = "detection-onnx/1"
 ONNX_INPUT = "images"
@@ -95,6 +96,7 @@ class Predictor:
     run: RunFn = field(repr=False)
     providers: list[str] = field(default_factory=list)  # onnxruntime execution providers (onnx backend)
     run_many: RunManyFn | None = field(default=None, repr=False)  # one call for a batch (torch backend)
+    proposals: int | None = None  # RPN proposals per image it runs with (two-stage models; None: others, or an old .onnx)
 
     def predict(self, image_rgb: np.ndarray, threshold: float = 0.5) -> Detections:
         return self._detections(self.run(to_chw_float(image_rgb)), threshold)
@@ -142,8 +144,10 @@ def to_chw_float(image_rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image_rgb.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
 
 
-def load_predictor(weights: Path, device: str = "cpu") -> Predictor:
-    """Load ``weights`` (``.pt`` checkpoint or ``.onnx`` export) on ``device`` ("cpu", "cuda", "auto")."""
+def load_predictor(weights: Path, device: str = "cpu", proposals: int | None = None) -> Predictor:
+    """Load ``weights`` (``.pt`` checkpoint or ``.onnx`` export) on ``device`` ("cpu", "cuda", "auto");
+    ``proposals``: RPN proposals per image at inference (a two-stage ``.pt``; an ``.onnx`` has its
+    count in the graph, and asking for another one is a ``DetectionError``)."""
     weights = Path(weights)
     suffix = weights.suffix.lower()
     if suffix not in (".pt", ".onnx"):
@@ -153,20 +157,31 @@ def load_predictor(weights: Path, device: str = "cpu") -> Predictor:
         )
     if not weights.is_file():
         raise DetectionError(f"weights file not found: {weights}", hint="train (`detection train`) or export (`detection export`) first, or fix the path")
-    return _load_torch(weights, device) if suffix == ".pt" else _load_onnx(weights, device)
+    if suffix == ".pt":
+        return _load_torch(weights, device, proposals)
+    predictor = _load_onnx(weights, device)
+    if proposals is not None and proposals != predictor.proposals:
+        has = f"{predictor.proposals} RPN proposals per image" if predictor.proposals else "no proposal count"
+        raise DetectionError(f"{weights} was exported with {has}; it cannot run with {proposals}", hint=f"re-export it: `detection export --proposals {proposals}`, or drop --proposals")
+    return predictor
 
 
-def _load_torch(weights: Path, device: str) -> Predictor:
+def _load_torch(weights: Path, device: str, proposals: int | None = None) -> Predictor:
     from detection.engine.checkpoint import load_model
     from detection.engine.device import resolve_device
+    from detection.engine.tuning import set_inference_proposals
 
     model, meta = load_model(weights, resolve_device(device))
+    if proposals is not None:
+        set_inference_proposals(model, proposals)
     return torch_predictor(model, meta, weights)
 
 
 def torch_predictor(model: Any, meta: dict[str, Any], weights: Path) -> Predictor:
     """A predictor over an already loaded model (eval mode) and its checkpoint ``meta``."""
     import torch
+
+    from detection.engine.tuning import inference_proposals
 
     device = next(model.parameters()).device
 
@@ -178,7 +193,9 @@ def torch_predictor(model: Any, meta: dict[str, Any], weights: Path) -> Predicto
     def run(chw: np.ndarray) -> tuple[np.ndarray, ...]:
         return run_many([chw])[0]
 
-    return Predictor(Path(weights), "torch", meta["model_name"], list(meta["class_names"]), int(meta["imgsz"]), run, run_many=run_many)
+    return Predictor(
+        Path(weights), "torch", meta["model_name"], list(meta["class_names"]), int(meta["imgsz"]), run, run_many=run_many, proposals=inference_proposals(model)
+    )
 
 
 def _keypoints(out: dict[str, Any]) -> tuple[np.ndarray, ...]:
@@ -240,6 +257,7 @@ def _load_onnx(weights: Path, device: str) -> Predictor:
         class_names = json.loads(meta[ONNX_META["class_names"]])
         imgsz = int(meta[ONNX_META["imgsz"]])
         model_name = meta[ONNX_META["model_name"]]
+        proposals = int(meta[ONNX_META["proposals"]]) if ONNX_META["proposals"] in meta else None
     except (KeyError, ValueError) as exc:
         raise DetectionError(f"{weights}: broken metadata in the ONNX model ({exc})", hint="re-export it with `detection export`") from None
     input_name = session.get_inputs()[0].name
@@ -253,13 +271,17 @@ def _load_onnx(weights: Path, device: str) -> Predictor:
     def run(chw: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(session.run(output_names, {input_name: chw}))
 
-    return Predictor(weights, "onnx", model_name, class_names, imgsz, run, providers=session.get_providers())
+    return Predictor(weights, "onnx", model_name, class_names, imgsz, run, providers=session.get_providers(), proposals=proposals)
 
 
-def onnx_metadata(model_name: str, class_names: list[str], imgsz: int, source: Path, keypoints: dict[str, Any] | None = None) -> dict[str, str]:
+def onnx_metadata(
+    model_name: str, class_names: list[str], imgsz: int, source: Path, keypoints: dict[str, Any] | None = None, proposals: int | None = None
+) -> dict[str, str]:
     """The ``metadata_props`` that ``load_predictor`` needs, for the exporter to write (``keypoints``:
-    a keypoint model's ``KeypointSpec.to_dict()``, kept for the tools that read the file)."""
+    a keypoint model's ``KeypointSpec.to_dict()``, kept for the tools that read the file;
+    ``proposals``: a two-stage model's RPN proposals per image, as traced into the graph)."""
     extra = {} if keypoints is None else {ONNX_META["keypoints"]: json.dumps(keypoints)}
+    extra |= {} if proposals is None else {ONNX_META["proposals"]: str(int(proposals))}
     return extra | {
         ONNX_META["format"]: ONNX_FORMAT,
         ONNX_META["model_name"]: model_name,

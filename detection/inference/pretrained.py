@@ -33,8 +33,9 @@ def coco_weights_file(name: str) -> tuple[Path, str]:
     return hub_checkpoint_path(weights.url), weights.url
 
 
-def coco_predictor(name: str, imgsz: int = DEFAULT_IMGSZ, device: str = "cpu") -> Predictor:
-    """torchvision's COCO-trained ``name`` (eval mode) as a predictor with COCO's class names."""
+def coco_predictor(name: str, imgsz: int = DEFAULT_IMGSZ, device: str = "cpu", proposals: int | None = None) -> Predictor:
+    """torchvision's COCO-trained ``name`` (eval mode) as a predictor with COCO's class names
+    (``proposals``: RPN proposals per image of a two-stage model; None: torchvision's own)."""
     from torchvision.models import get_model, get_model_weights
 
     from detection.engine.device import resolve_device
@@ -53,17 +54,22 @@ def coco_predictor(name: str, imgsz: int = DEFAULT_IMGSZ, device: str = "cpu") -
         first = str(exc).strip().splitlines()[0]
         raise DetectionError(f"{path}: not the COCO weights of {name} ({first})", hint=f"delete it and download {url} again") from None
     model.to(resolve_device(device)).eval()
+    if proposals is not None:
+        from detection.engine.tuning import set_inference_proposals
+
+        set_inference_proposals(model, proposals)
     class_names = list(weights.meta["categories"][1:])  # [0] is __background__; label i is categories[i]
     meta = {"model_name": name, "class_names": class_names, "imgsz": imgsz}
     return torch_predictor(model, meta, path)
 
 
-def open_predictor(weights: str | Path, model: str | None = None, imgsz: int | None = None, device: str = "cpu") -> Predictor:
-    """A ``.pt``/``.onnx`` file, or with ``weights == "default"`` torchvision's COCO detector ``model``."""
+def open_predictor(weights: str | Path, model: str | None = None, imgsz: int | None = None, device: str = "cpu", proposals: int | None = None) -> Predictor:
+    """A ``.pt``/``.onnx`` file, or with ``weights == "default"`` torchvision's COCO detector ``model``;
+    ``proposals``: RPN proposals per image (see ``load_predictor``)."""
     if str(weights) == "default":
         if not model:
             raise DetectionError("--weights default needs --model NAME (a COCO-trained torchvision detector)", hint="e.g. --model fasterrcnn_mobilenet_v3_large_320_fpn --weights default; `detection models` lists them")
-        return coco_predictor(model, imgsz or DEFAULT_IMGSZ, device)
+        return coco_predictor(model, imgsz or DEFAULT_IMGSZ, device, proposals)
     if model:
         raise DetectionError(f"--model {model} is only for --weights default", hint=f"{weights} carries its own model name; drop --model")
-    return load_predictor(Path(weights), device)
+    return load_predictor(Path(weights), device, proposals)

@@ -162,6 +162,7 @@ def infer_video(
     model: str | None = None,
     imgsz: int | None = None,
     device: str = "cpu",
+    proposals: int | None = None,
     overlap: bool = True,
     predictor: Predictor | None = None,
 ) -> dict[str, Any]:
@@ -178,7 +179,7 @@ def infer_video(
     folder = camera_index(source) is None and Path(source).is_dir()
     videos = list_videos(Path(source)) if folder else [source]
     caps = None if folder else open_video(source)  # a bad file or camera fails before the model loads
-    predictor = predictor or open_predictor(weights, model, imgsz, device)
+    predictor = predictor or open_predictor(weights, model, imgsz, device, proposals)
     ids = predictor.class_ids(classes)
     options = {"threshold": threshold, "max_frames": max_frames, "stride": stride, "track": track, "class_ids": ids, "overlap": overlap}
     if not folder:
@@ -301,6 +302,7 @@ def _one_video(
         "weights": str(predictor.weights),
         "model_name": predictor.model_name,
         "backend": predictor.backend,
+        "proposals": predictor.proposals,
         "threshold": threshold,
         "max_frames": max_frames,
         "stride": stride,

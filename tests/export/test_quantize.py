@@ -1,7 +1,7 @@
 """int8 export: a quantized .onnx beside the fp32 one, with its metadata, judged by agreement and mAP on real images.
 
-One small fasterrcnn_tiny is trained here (sample data, 160 px, ~20 s) so that the valid split has a
-real, non-zero mAP for both graphs and the detections have spread-out scores.
+``project`` (tests/export/conftest.py) is a small fasterrcnn_tiny trained on the sample data, so that
+the valid split has a real, non-zero mAP for both graphs and the detections have spread-out scores.
 """
 
 from __future__ import annotations
@@ -13,43 +13,12 @@ from pathlib import Path
 
 import onnx
 import pytest
-import yaml
 
 from detection.data.images import read_image_rgb
 from detection.errors import DetectionError
 from detection.export.quantize import QUANTIZED_KEY, agreement, int8_path, quantization, quantize_export, quantize_int8
 from detection.inference.predictor import ONNX_META, load_predictor
 from tests.export.test_export_cli import _error
-
-ROOT = Path(__file__).resolve().parents[2]
-PARAMS = {
-    "fetch": {"sample": {"images": 32, "width": 160, "height": 96, "seed": 0, "video_frames": 0}},
-    "train": {"epochs": 15, "batch": 4, "imgsz": 160, "warmup_iters": 4, "dvclive": False, "val_loss": False},
-    "export": {"check_images": 2},
-}
-
-
-def _cli(args: list[str]) -> None:
-    """``detection ARGS`` in this process (it raises SystemExit on an error)."""
-    from detection.cli import main
-
-    main(["-q", *args])
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A trained fasterrcnn_tiny, exported by ``detection export --quantize int8`` (fp32 + int8 .onnx)."""
-    root = tmp_path_factory.mktemp("project")
-    shutil.copytree(ROOT / "configs", root / "configs")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in PARAMS.items():
-        params[section] = {**params[section], **values}
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    with contextlib.chdir(root):
-        for verb in ("fetch", "convert", "split", "train"):
-            _cli([verb])
-        _cli(["export", "--quantize", "int8"])
-    return root
 
 
 def test_int8_file_with_metadata_and_accuracy_figures(project: Path) -> None:
