@@ -8,7 +8,8 @@ threshold 0: the same code that ``detection export --proposals`` checks with), t
 exported with that count (parity-checked against torch at that count) and, with ``--int8``, its int8
 graph (``detection.export.quantize``; its mAP measured on the graph itself). Speed: images/s at batch
 1 on the first ``--speed-images`` images of the split for torch eager with the model's own count
-(batch 1 and 4: the baseline) and every graph, each in a process of its own
+(batch 1 and 4: the baseline), torch eager at each other count (batch 1: the count's share of
+the gain) and every graph, each in a process of its own
 (``benchmarks.inference.in_own_process``), interleaved over ``--rounds`` rounds, best round kept:
 quote the ratios (``vs_torch_batch1``). Writes ``--out`` as JSON and prints a table.
 """
@@ -72,12 +73,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for _ in range(args.rounds):
             for key, b in in_own_process({"kind": "torch", "weights": str(args.weights), "paths": speed_paths, "batches": [1, 4]}).items():
                 best[f"torch_{key}"] = max(best.get(f"torch_{key}", 0.0), b)
+            for n in counts[1:]:  # torch eager at the same counts: how much of the gain is the count alone
+                value = in_own_process({"kind": "torch", "weights": str(args.weights), "paths": speed_paths, "batches": [1], "proposals": n})["batch1"]
+                best[f"torch_p{n}"] = max(best.get(f"torch_p{n}", 0.0), value)
             for name, path in graphs.items():
                 value = in_own_process({"kind": "onnx", "weights": str(path), "paths": speed_paths, "batches": [1]})["batch1"]
                 best[name] = max(best.get(name, 0.0), value)
     base = best["torch_batch1"]
-    first = rows[f"onnx_p{own}"]  # the fp32 graphs' mAP is torch's at that count (parity-checked to match it)
-    rows = {"torch": {"proposals": own, "backend": "torch eager", "map": first["map"], "map50": first["map50"]}, **rows}
+    # torch's mAP at a count is the fp32 graph's row (measured on torch; the graph matches it by parity)
+    ordered: dict[str, dict[str, Any]] = {}
+    for n in counts:  # per count: torch eager, the fp32 graph, its int8 graph
+        ordered["torch" if n == own else f"torch_p{n}"] = {"proposals": n, "backend": "torch eager", "map": rows[f"onnx_p{n}"]["map"], "map50": rows[f"onnx_p{n}"]["map50"]}
+        ordered |= {k: rows[k] for k in (f"onnx_p{n}", f"int8_p{n}") if k in rows}
+    rows = ordered
     for name, row in rows.items():
         row["images_per_s"] = round(best["torch_batch1"] if name == "torch" else best[name], 2)
         row["vs_torch_batch1"] = round(row["images_per_s"] / base, 2)
