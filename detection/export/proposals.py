@@ -40,7 +40,8 @@ def check_proposals(weights: Path, proposals: int, valid: Path, images_root: Pat
     check_images_exist(table, Path(images_root), str(valid))
     start = time.perf_counter()
     full, fewer = load_predictor(weights), load_predictor(weights, proposals=proposals)
-    a, b = split_map(full, table, Path(images_root)), split_map(fewer, table, Path(images_root))
+    a = split_map(full, table, Path(images_root))
+    b = a if proposals == full.proposals else split_map(fewer, table, Path(images_root))
     section = {
         "split": str(valid), "images": a["images"], "map_tol": map_tol,
         "model_proposals": full.proposals, "proposals": proposals,
