@@ -90,6 +90,16 @@ def test_predict_on_a_checkpoint_with_fewer_proposals(project: Path, tmp_path: P
     assert predict(str(first), project / "models" / "model.onnx", tmp_path / "full", threshold=0.0)["proposals"] == 100
 
 
+def test_video_cli_on_a_checkpoint_with_fewer_proposals(project: Path, tmp_path: Path) -> None:
+    from detection.data.sample import make_sample
+
+    clip = make_sample(tmp_path / "sample", images=1, width=160, height=96, video_frames=4) / "sample.mp4"
+    with contextlib.chdir(project):  # params.yaml's video section, overridden on the command line
+        _cli(["video", str(clip), "--weights", "models/best.pt", "--proposals", str(N), "--threshold", "0", "--out", str(tmp_path / "video")])
+    metrics = json.loads((tmp_path / "video" / "metrics.json").read_text())
+    assert metrics["proposals"] == N and metrics["frames"] == 4 and 0 < metrics["detections"] <= 4 * N * 5
+
+
 def test_proposals_on_a_one_stage_model_is_one_line(tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     model = build_model("fcos_mobilenet_v3_large", num_classes=3, imgsz=160)
