@@ -43,8 +43,7 @@ from typing import Any
 import torch
 
 from detection.data.images import read_image_rgb
-from detection.engine.checkpoint import load_model, save_checkpoint
-from detection.engine.tuning import inference_proposals
+from detection.engine.checkpoint import save_checkpoint
 from detection.errors import DetectionError
 from detection.export.onnx import export_onnx
 from detection.export.quantize import quantize_int8
@@ -57,6 +56,7 @@ from detection.inference.predictor import (
 )
 from detection.inference.size import size_rule
 from detection.inference.video import infer_video
+from detection.io import write_json
 from detection.models import build_model
 
 SHARED = Path(__import__("os").environ.get("DETECTION_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -291,12 +291,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             paths = real_images(args.images, tmp)
             pt = checkpoint(args.model, args.imgsz, tmp / "model.pt")
             onnx = tmp / "model.onnx"
-            export_onnx(pt, onnx, paths[:2])
+            own = export_onnx(pt, onnx, paths[:2])["proposals"]  # the model's own count (None: one-stage)
             int8 = quantize_int8(onnx, tmp / "model.int8.onnx")
-            own, graphs = inference_proposals(load_model(pt, "cpu")[0]), {}
+            graphs: dict[str, Path] = {}
             if args.proposals and own is not None:  # a two-stage model: also a graph with fewer RPN proposals
-                graphs[f"onnx_p{args.proposals}"] = export_onnx(pt, tmp / f"model.p{args.proposals}.onnx", paths[:2], proposals=args.proposals)["onnx"]
-            result["images"] = image_speed(pt, onnx, paths, args.rounds, int8=int8, bf16=args.bf16, graphs={k: Path(v) for k, v in graphs.items()})
+                graphs[f"onnx_p{args.proposals}"] = tmp / f"model.p{args.proposals}.onnx"
+                export_onnx(pt, graphs[f"onnx_p{args.proposals}"], paths[:2], proposals=args.proposals)
+            result["images"] = image_speed(pt, onnx, paths, args.rounds, int8=int8, bf16=args.bf16, graphs=graphs)
             result["images"]["proposals"] = {"torch": own, "onnx": own, **{k: args.proposals for k in graphs}}
             print(json.dumps(result["images"]))
             result["video"] = video_speed(onnx, args.frames, args.rounds)
@@ -304,15 +305,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["video_int8"] = video_speed(int8, args.frames, args.rounds)
             print(json.dumps(result["video_int8"]))
             for name, graph in graphs.items():  # fewer proposals: a faster model, so I/O is a larger share
-                result[f"video_{name.removeprefix('onnx_')}"] = video_speed(Path(graph), args.frames, args.rounds)
+                result[f"video_{name.removeprefix('onnx_')}"] = video_speed(graph, args.frames, args.rounds)
                 print(json.dumps(result[f"video_{name.removeprefix('onnx_')}"]))
             if args.ort_settings:
                 result["ort_settings"] = ort_settings({"onnx": onnx, "onnx_int8": int8}, paths, args.rounds)
                 print(json.dumps(result["ort_settings"]))
         if args.parity:
             result["parity"] = ([] if args.spread_only else parity(tmp, spread=False)) + parity(tmp, spread=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     return result
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from detection.io import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
@@ -84,8 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     }
     for key, value in result.items():
         print(f"{key:28s} {value}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     return result
 
 

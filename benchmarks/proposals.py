@@ -29,6 +29,7 @@ from detection.export.onnx import export_onnx
 from detection.export.quantize import quantize_int8, split_map
 from detection.inference.predictor import load_predictor
 from detection.inference.size import size_rule
+from detection.io import write_json
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -96,8 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for row in rows.values():
         print(f"{row['backend']:<12} {row['proposals']:>9} {row['map']:>7.4f} {row['map50']:>8.4f} {row['map50_drop']:>8.4f} {row['images_per_s']:>7.2f} {row['vs_torch_batch1']:>7.2f}x")
     print(f"torch eager batch 4: {result['torch_batch4_images_per_s']} img/s; {result['size_rule']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     return result
 
 

@@ -24,6 +24,7 @@ from benchmarks.inference import in_own_process
 from detection.data.table import images, read_table
 from detection.export.onnx import export_onnx
 from detection.export.quantize import quantize_export
+from detection.io import write_json
 
 VARIANTS = {"per_channel": (True, False), "per_tensor": (False, False), "per_channel_reduce_range": (True, True), "per_tensor_reduce_range": (False, True)}
 
@@ -67,8 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["vs_onnx_fp32"] = {k: round(v / best["onnx"], 2) for k, v in best.items() if k.startswith("int8")}
         result["fp32_size_bytes"] = fp32.stat().st_size
     print(json.dumps({k: result[k] for k in ("images_per_s_batch1", "vs_torch_batch1", "vs_onnx_fp32")}))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     return result
 
 

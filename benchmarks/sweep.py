@@ -11,13 +11,14 @@ times (data stages + experiments + table) and their ratio; writes reports/bench/
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from detection.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["fasterrcnn_tiny", "ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn"]
@@ -68,8 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     for key in ("models", "cpus", "sequential_s", "fanned_out_s", "speedup"):
         print(f"{key:14s} {out[key]}")
     print(tables["fanned_out"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    write_json(args.out, out)
     return out
 
 

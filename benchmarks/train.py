@@ -53,6 +53,7 @@ from detection.engine.loop import train_one_epoch
 from detection.engine.optim import amp_dtype, build_optimizer, lr_factor
 from detection.engine.sampler import EpochBatchSampler, SeededSamples
 from detection.engine.tuning import apply_speed_params
+from detection.io import write_json
 from detection.models import build_model
 
 NAMES = ["stop", "give way", "priority road", "no entry", "keep right"]
@@ -216,8 +217,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "results": [measure(name, dataset, args, sets) for name in args.models],
         }  # fmt: skip
     print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     return result
 
 

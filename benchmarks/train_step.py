@@ -20,6 +20,7 @@ from detection.data.convert import convert
 from detection.data.sample import make_sample
 from detection.data.table import read_table
 from detection.engine.data import DetectionDataset, make_loader, train_augmentation
+from detection.io import write_json
 from detection.models import build_model
 
 NAMES = ["stop", "give way", "priority road", "no entry", "keep right"]
@@ -58,8 +59,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = ap.parse_args(argv)
     result = measure(args.model, args.imgsz, args.batch, args.iters)
     print(json.dumps(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     return result
 
 

@@ -210,14 +210,15 @@ def export_onnx(
     if not check_images:
         raise DetectionError("export needs at least one real image for the parity check", hint="pass check images (the valid split's)")
     model, meta = load_model(weights, "cpu")  # a bad checkpoint is named first
-    own = None if proposals is None else set_inference_proposals(model, proposals)
+    own = inference_proposals(model) if proposals is None else set_inference_proposals(model, proposals)
+    count = inference_proposals(model)  # in the graph (None: a one-stage model)
     images = with_other_size({p: read_image_rgb(p) for p in check_images})  # fail early, naming a bad image
     torch_pred = torch_predictor(model, meta, weights)
     with atomic_path(out) as tmp:
         start = time.perf_counter()
         export_graph(model, tmp, torch.from_numpy(to_chw_float(images[check_images[0]])), opset)
         graph = onnx.load(str(tmp))
-        onnx.helper.set_model_props(graph, onnx_metadata(meta["model_name"], meta["class_names"], meta["imgsz"], weights, meta.get("keypoints"), inference_proposals(model)))
+        onnx.helper.set_model_props(graph, onnx_metadata(meta["model_name"], meta["class_names"], meta["imgsz"], weights, meta.get("keypoints"), count))
         onnx.checker.check_model(graph, full_check=True)
         onnx.save(graph, str(tmp))
         export_s = time.perf_counter() - start
@@ -245,8 +246,8 @@ def export_onnx(
             "size_rule": size_rule(int(meta["imgsz"])),
             "torchscript": str(torchscript_path(out)) if torchscript else None,
             "outputs": output_names(model),
-            "proposals": inference_proposals(model),
-            "model_proposals": inference_proposals(model) if own is None else own,
+            "proposals": count,
+            "model_proposals": own,
             "file_size_bytes": tmp.stat().st_size,
             "export_seconds": round(export_s, 2),
             "providers": onnx_pred.providers,

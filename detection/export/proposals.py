@@ -14,14 +14,16 @@ the same code as the graph); the export fails if mAP@0.5 drops by more than ``ma
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from detection.engine.tuning import set_inference_proposals
 from detection.errors import DetectionError
 from detection.export.quantize import split_map
-from detection.inference.predictor import load_predictor
+from detection.inference.predictor import torch_predictor
 from detection.io import add_to_json
 
 log = logging.getLogger(__name__)
@@ -34,27 +36,30 @@ def check_proposals(weights: Path, proposals: int, valid: Path, images_root: Pat
     Returns the section (the export report's ``proposals_check``). Raises ``DetectionError`` when
     mAP@0.5 drops by more than ``map_tol``, after adding the section to the JSON ``report`` if given."""
     from detection.data.table import read_table
+    from detection.engine.checkpoint import load_model
     from detection.engine.data import check_images_exist
 
     table = read_table(valid)
     check_images_exist(table, Path(images_root), str(valid))
     start = time.perf_counter()
-    full, fewer = load_predictor(weights), load_predictor(weights, proposals=proposals)
-    a = split_map(full, table, Path(images_root))
-    b = a if proposals == full.proposals else split_map(fewer, table, Path(images_root))
+    model, meta = load_model(weights, "cpu")  # read once; the reduced model is a copy
+    reduced = copy.deepcopy(model)
+    own = set_inference_proposals(reduced, proposals)  # a one-stage model fails here, before any pass
+    a = split_map(torch_predictor(model, meta, weights), table, Path(images_root))
+    b = a if proposals == own else split_map(torch_predictor(reduced, meta, weights), table, Path(images_root))
     section = {
         "split": str(valid), "images": a["images"], "map_tol": map_tol,
-        "model_proposals": full.proposals, "proposals": proposals,
+        "model_proposals": own, "proposals": proposals,
         "model": {k: a[k] for k in ("map", "map50")}, "reduced": {k: b[k] for k in ("map", "map50")},
         "map50_drop": round(a["map50"] - b["map50"], 4), "map_drop": round(a["map"] - b["map"], 4),
         "ok": a["map50"] - b["map50"] <= map_tol, "seconds": round(time.perf_counter() - start, 2),
     }  # fmt: skip
     if report is not None and not section["ok"]:
         add_to_json(report, "proposals_check", section)
-    log.info("%d proposals instead of %s: mAP@0.5 %.4f -> %.4f on %s", proposals, full.proposals, a["map50"], b["map50"], valid)
+    log.info("%d proposals instead of %d: mAP@0.5 %.4f -> %.4f on %s", proposals, own, a["map50"], b["map50"], valid)
     if not section["ok"]:
         raise DetectionError(
-            f"{proposals} RPN proposals per image (the model's own: {full.proposals}) drop mAP@0.5 on {valid} from {a['map50']:.4f} to {b['map50']:.4f}, more than map_tol {map_tol}",
+            f"{proposals} RPN proposals per image (the model's own: {own}) drop mAP@0.5 on {valid} from {a['map50']:.4f} to {b['map50']:.4f}, more than map_tol {map_tol}",
             hint="nothing was exported; keep more proposals (export.proposals), or null for the model's own",
         )
     return section
